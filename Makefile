@@ -1,0 +1,53 @@
+# One obvious entry point per job. Every target sets up the virtual environment first.
+#   make test      unit tests + every notebook in the smoke profile (what CI runs)
+#   make figures   run every part notebook headlessly (PROFILE=quick by default), then make report
+#   make report    export the one-page A4 report PDFs to reports/
+#   make bench     the benchmarks of bench/ (loader, loop efficiency, KD overhead, precision)
+#   make sweep     part 3's temperature/lambda sweep through papermill
+#   make lab       JupyterLab on notebooks/
+PYTHON ?= python3
+VENV ?= .venv
+BIN := $(VENV)/bin
+PROFILE ?= quick
+TEST_OUT ?= $(CURDIR)/runs/test-output
+
+.PHONY: venv test figures report bench sweep lab strip clean
+
+venv: $(VENV)/.installed
+
+$(VENV)/.installed: requirements.txt pyproject.toml
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install -q --upgrade pip
+	$(BIN)/python -m pip install -q -r requirements.txt
+	$(BIN)/python -m pip install -q --no-deps -e .
+	touch $@
+
+# Notebooks run in the smoke profile on generated data; their outputs go to runs/test-output.
+test: venv
+	rm -rf $(TEST_OUT)
+	KD_PROFILE=smoke KD_HEADLESS=1 KD_OUTPUT_ROOT=$(TEST_OUT) KD_CACHE_DIR=$(TEST_OUT)/cache \
+	MPLBACKEND=Agg $(BIN)/python -m pytest --nbmake --nbmake-timeout=900 tests notebooks
+
+figures: venv
+	$(BIN)/python -m kdutils.run_notebooks --profile $(PROFILE)
+	$(MAKE) report PROFILE=$(PROFILE)
+
+report: venv
+	$(BIN)/python -m kdutils.report --profile $(PROFILE)
+
+bench: venv
+	$(BIN)/python bench/run_all.py
+
+sweep: venv
+	$(BIN)/python -m kdutils.sweep notebooks/03_cifar10_resnet18_kd.ipynb --part part3 --profile $(PROFILE) \
+		--name part3-sweep --grid T=2,5,10,20 lam=0.1,0.3,0.5,0.9
+
+lab: venv
+	$(BIN)/jupyter lab notebooks/
+
+# Remove outputs and execution counts from every notebook (git keeps them clean).
+strip: venv
+	$(BIN)/python -m kdutils.nbclean notebooks/*.ipynb
+
+clean:
+	rm -rf runs/ reports/*.pdf figures/*.png

@@ -1,0 +1,143 @@
+"""Fast batches from an in-memory uint8 image tensor.
+
+The whole data set stays as one (N, H, W, 3) uint8 tensor on the training device (as in
+KellerJordan/cifar10-airbench). Each batch is cut out with one gather (random crop of a
+zero-padded copy), flipped with one ``torch.where``, converted to float and normalised in
+one fused step, and handed over in channels-last layout (N, C, H, W view of NHWC memory),
+which convolutions on CUDA prefer. There is no per-image Python or PIL work.
+
+Randomness is drawn from a generator seeded by ``(seed, epoch)``, so epoch ``e`` is the same
+whether a run starts fresh or resumes from a checkpoint: resumed runs reproduce.
+"""
+from __future__ import annotations
+
+from typing import Iterator, Optional, Sequence
+
+import torch
+
+from .data import ImageSet
+
+
+class GpuLoader:
+    """Batches ``(x, y, index)`` of an :class:`~kdutils.data.ImageSet` (or tensors).
+
+    Parameters
+    ----------
+    data: ImageSet or (images uint8 (N, H, W, 3), labels) tuple.
+    batch_size: images per batch.
+    train: shuffle and augment (random crop + flip) when True; otherwise a fixed order and
+        a centre crop.
+    crop: output size (default: the stored size). Smaller than the stored size means a
+        random crop (train) / centre crop (eval) without padding, e.g. food-11's 128 from 142.
+    padding: zero padding before a same-size random crop (CIFAR's 4 pixels). Train only.
+    flip: random horizontal flip with probability 0.5. Train only.
+    mean, std: per-channel normalisation in [0, 1] units.
+    device: where the images live and batches are made ("auto": CUDA if available).
+    drop_last: drop the last incomplete batch (train default True).
+    seed: the base seed; epoch ``e`` uses ``seed * 1_000_003 + e``.
+    """
+
+    def __init__(self, data, batch_size: int = 128, train: bool = True, crop: Optional[int] = None,
+                 padding: int = 0, flip: bool = True, mean: Sequence[float] = (0.5, 0.5, 0.5),
+                 std: Sequence[float] = (0.5, 0.5, 0.5), device="auto", drop_last: Optional[bool] = None,
+                 seed: int = 0, channels_last: bool = True):
+        if isinstance(data, ImageSet):
+            images, labels = data.images, data.labels
+        else:
+            images, labels = data
+        if images.dtype != torch.uint8 or images.ndim != 4 or images.shape[-1] != 3:
+            raise ValueError(f"images must be a uint8 (N, H, W, 3) tensor, got {tuple(images.shape)} {images.dtype}")
+        if not isinstance(batch_size, int) or batch_size < 1:
+            raise ValueError(f"batch_size must be a positive int, got {batch_size!r}")
+        if len(images) == 0:
+            raise ValueError("the data set is empty")
+        n, h, w, _ = images.shape
+        crop = crop or h
+        if crop > h or crop > w:
+            raise ValueError(f"crop {crop} is larger than the stored images ({h}x{w})")
+        if padding < 0:
+            raise ValueError(f"padding must be >= 0, got {padding}")
+        self.device = torch.device(("cuda" if torch.cuda.is_available() else "cpu") if device == "auto" else device)
+        self.batch_size, self.train, self.crop, self.flip = batch_size, train, crop, flip
+        self.padding = padding if train else 0
+        self.drop_last = train if drop_last is None else drop_last
+        self.seed, self.epoch, self.channels_last = seed, 0, channels_last
+        p = self.padding
+        imgs = images.to(self.device)
+        if p:
+            imgs = torch.nn.functional.pad(imgs, (0, 0, p, p, p, p))  # pad W and H of NHWC
+        self.images = imgs.contiguous()
+        self.labels = torch.as_tensor(labels, dtype=torch.long).to(self.device)
+        self.mean = torch.tensor(mean, device=self.device, dtype=torch.float32).view(1, 3, 1, 1) * 255
+        self.inv_std = 1.0 / (torch.tensor(std, device=self.device, dtype=torch.float32).view(1, 3, 1, 1) * 255)
+        self.arange = torch.arange(crop, device=self.device)
+
+    def __len__(self) -> int:
+        n = len(self.labels)
+        return n // self.batch_size if self.drop_last else -(-n // self.batch_size)
+
+    @property
+    def num_samples(self) -> int:
+        return len(self.labels)
+
+    def set_epoch(self, epoch: int) -> None:
+        """Select the epoch whose shuffling and augmentation the next iteration draws."""
+        self.epoch = int(epoch)
+
+    def _generator(self) -> torch.Generator:
+        g = torch.Generator(device="cpu")
+        g.manual_seed(self.seed * 1_000_003 + self.epoch)
+        return g
+
+    def _crop_offsets(self, b: int, g: torch.Generator):
+        span_h = self.images.shape[1] - self.crop
+        span_w = self.images.shape[2] - self.crop
+        if self.train:
+            oy = torch.randint(0, span_h + 1, (b,), generator=g)
+            ox = torch.randint(0, span_w + 1, (b,), generator=g)
+        else:
+            oy = torch.full((b,), span_h // 2)
+            ox = torch.full((b,), span_w // 2)
+        return oy.to(self.device), ox.to(self.device)
+
+    def make_batch(self, idx: torch.Tensor, g: Optional[torch.Generator] = None):
+        """Images ``idx`` (a 1-D index tensor on the device) cropped, flipped, normalised."""
+        b = len(idx)
+        full = self.images.shape[1] == self.crop and self.images.shape[2] == self.crop
+        if full:
+            x = self.images[idx]
+        else:
+            oy, ox = self._crop_offsets(b, g)
+            rows = (oy[:, None] + self.arange)[:, :, None]  # (B, c, 1)
+            cols = (ox[:, None] + self.arange)[:, None, :]  # (B, 1, c)
+            x = self.images[idx[:, None, None], rows, cols]  # (B, c, c, 3)
+        if self.train and self.flip:
+            flip = (torch.rand(b, generator=g) < 0.5).to(self.device).view(b, 1, 1, 1)
+            x = torch.where(flip, x.flip(2), x)
+        x = x.permute(0, 3, 1, 2)  # NCHW view of NHWC memory = channels_last
+        x = (x.float() - self.mean) * self.inv_std
+        if not self.channels_last:
+            x = x.contiguous()
+        return x, self.labels[idx]
+
+    def __iter__(self) -> Iterator:
+        g = self._generator()
+        n = len(self.labels)
+        order = torch.randperm(n, generator=g) if self.train else torch.arange(n)
+        order = order.to(self.device)
+        stop = (n // self.batch_size) * self.batch_size if self.drop_last else n
+        for s in range(0, stop, self.batch_size):
+            idx = order[s:s + self.batch_size]
+            x, y = self.make_batch(idx, g)
+            yield x, y, idx
+
+
+def loaders_for(train_set: ImageSet, test_set: ImageSet, batch_size: int, mean, std, device="auto",
+                padding: int = 4, crop: Optional[int] = None, flip: bool = True, seed: int = 0,
+                eval_batch_size: Optional[int] = None):
+    """The usual pair: an augmenting training loader and a plain test loader."""
+    tr = GpuLoader(train_set, batch_size, train=True, crop=crop, padding=padding, flip=flip,
+                   mean=mean, std=std, device=device, seed=seed)
+    te = GpuLoader(test_set, eval_batch_size or max(batch_size, 256), train=False, crop=crop,
+                   mean=mean, std=std, device=device)
+    return tr, te

@@ -1,0 +1,516 @@
+"""``fit`` and ``evaluate``: the one training loop every part uses.
+
+``fit`` trains a model on a :class:`~kdutils.loader.GpuLoader` with
+
+- an optimizer and a per-step learning-rate schedule built from plain parameters;
+- any objective from :mod:`kdutils.losses` (plain CE by default), with an optional teacher
+  that runs in ``eval()`` under ``torch.no_grad()`` and is never updated;
+- top-1 / top-5 and a per-epoch history, accumulated on the device (one host sync per
+  epoch, plus a NaN check every ``nan_check_every`` steps);
+- automatic mixed precision (bf16, or fp16 with a gradient scaler) and channels-last
+  memory on CUDA; on the CPU both stay off unless asked for (see ``bench/``);
+- a wall-clock budget: when it is spent the run stops cleanly after the current step,
+  is evaluated, and its record says ``status: "budget"``;
+- a checkpoint after every epoch (atomic), and **resume**: calling ``fit`` again for the
+  same run continues from the last checkpoint. Every epoch re-seeds the global RNG and
+  the loader from ``(seed, epoch)``, so on the CPU a resumed run ends with the same
+  weights and history as an uninterrupted one;
+- one JSON record per run (``kdutils.results``); a finished run is skipped on re-run
+  (its final weights are loaded from the checkpoint) unless ``force=True``.
+"""
+from __future__ import annotations
+
+import math
+import os
+import sys
+import tempfile
+import time
+from contextlib import nullcontext
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Callable, Optional
+
+import torch
+from torch import nn
+
+from . import results as R
+from .losses import CrossEntropy, primary_logits
+from .profiles import is_headless, runs_dir
+
+
+@dataclass
+class Run:
+    """Identifies a run: its record is ``results/<profile>/<part>/<name>.json`` and its
+    checkpoint ``runs/checkpoints/<profile>/<part>/<name>.pt``."""
+
+    part: str
+    name: str
+    profile: str = "quick"
+    params: dict = field(default_factory=dict)
+
+    def __post_init__(self):
+        R.check_name(self.part, "part")
+        R.check_name(self.name)
+
+    @property
+    def checkpoint_path(self) -> Path:
+        return runs_dir() / "checkpoints" / self.profile / self.part / f"{self.name}.pt"
+
+    @property
+    def label(self) -> str:
+        return f"{self.part}/{self.name}"
+
+
+# --------------------------------------------------------------------------- devices
+def resolve_device(device="auto") -> torch.device:
+    if device == "auto":
+        if torch.cuda.is_available():
+            return torch.device("cuda")
+        if getattr(torch.backends, "mps", None) is not None and torch.backends.mps.is_available():
+            return torch.device("mps")
+        return torch.device("cpu")
+    return torch.device(device)
+
+
+def resolve_amp(amp, device: torch.device) -> Optional[torch.dtype]:
+    """``"auto"``: bf16 on CUDA where supported, else fp16; off on the CPU (measured slower
+    for small conv nets on 2 cores, see bench/). ``"bf16"``, ``"fp16"`` or ``"off"`` force it."""
+    if amp in (None, False, "off", "fp32"):
+        return None
+    if amp == "auto":
+        if device.type == "cuda":
+            return torch.bfloat16 if torch.cuda.is_bf16_supported() else torch.float16
+        return None
+    if amp in ("bf16", torch.bfloat16):
+        return torch.bfloat16
+    if amp in ("fp16", torch.float16):
+        return torch.float16
+    raise ValueError(f"amp must be 'auto', 'bf16', 'fp16' or 'off', got {amp!r}")
+
+
+def resolve_channels_last(channels_last, device: torch.device) -> bool:
+    if channels_last == "auto":
+        return device.type == "cuda"
+    return bool(channels_last)
+
+
+def autocast_context(device: torch.device, dtype: Optional[torch.dtype]):
+    if dtype is None:
+        return nullcontext()
+    return torch.autocast(device_type=device.type, dtype=dtype)
+
+
+# --------------------------------------------------------------------------- optimisation
+def make_optimizer(params, name: str = "sgd", lr: float = 0.1, momentum: float = 0.9,
+                   weight_decay: float = 5e-4, nesterov: bool = True, betas=(0.9, 0.999)):
+    """SGD (momentum, Nesterov), Adam or AdamW from plain parameters.
+
+    ``params`` is an iterable of tensors or of param-group dicts; a group's ``lr_scale``
+    multiplies ``lr`` (used for fine-tuning chosen layers at a percentage of the base rate).
+    """
+    if not (isinstance(lr, (int, float)) and lr > 0):
+        raise ValueError(f"lr must be > 0, got {lr!r}")
+    groups = list(params)
+    if groups and isinstance(groups[0], dict):
+        groups = [dict(g, lr=lr * g.pop("lr_scale", 1.0)) for g in groups]
+    name = name.lower()
+    if name == "sgd":
+        return torch.optim.SGD(groups, lr=lr, momentum=momentum, weight_decay=weight_decay,
+                               nesterov=nesterov and momentum > 0)
+    if name == "adam":
+        return torch.optim.Adam(groups, lr=lr, betas=betas, weight_decay=weight_decay)
+    if name == "adamw":
+        return torch.optim.AdamW(groups, lr=lr, betas=betas, weight_decay=weight_decay)
+    raise ValueError(f"optimizer must be 'sgd', 'adam' or 'adamw', got {name!r}")
+
+
+def lr_factor(step: int, total: int, steps_per_epoch: int, schedule: str = "cosine",
+              warmup_steps: int = 0, milestones=(), gamma: float = 0.1, final_scale: float = 0.0) -> float:
+    """The multiplier of the base learning rate at ``step`` (0-based) of ``total`` steps.
+
+    ``cosine``: linear warm-up, then cosine decay to ``final_scale``; ``constant``;
+    ``multistep``: times ``gamma`` at each epoch in ``milestones``; ``linear``: linear decay.
+    """
+    if warmup_steps and step < warmup_steps:
+        return (step + 1) / warmup_steps
+    if schedule == "constant":
+        return 1.0
+    if schedule == "multistep":
+        epoch = step // max(steps_per_epoch, 1)
+        return gamma ** sum(1 for m in milestones if epoch >= m)
+    progress = (step - warmup_steps) / max(total - warmup_steps, 1)
+    progress = min(max(progress, 0.0), 1.0)
+    if schedule == "cosine":
+        return final_scale + (1 - final_scale) * 0.5 * (1 + math.cos(math.pi * progress))
+    if schedule == "linear":
+        return final_scale + (1 - final_scale) * (1 - progress)
+    raise ValueError(f"schedule must be 'cosine', 'linear', 'multistep' or 'constant', got {schedule!r}")
+
+
+# --------------------------------------------------------------------------- metrics
+@torch.no_grad()
+def _topk_correct(logits: torch.Tensor, y: torch.Tensor, ks=(1, 5)) -> list:
+    kmax = min(max(ks), logits.shape[1])
+    pred = logits.topk(kmax, dim=1).indices
+    hit = pred.eq(y.view(-1, 1))
+    return [hit[:, :min(k, kmax)].any(dim=1).sum() for k in ks]
+
+
+@torch.no_grad()
+def evaluate(model: nn.Module, loader, device="auto", amp="auto", channels_last="auto",
+             output: Optional[Callable] = None) -> dict:
+    """Loss (cross-entropy at tau = 1), top-1 and top-5 accuracy in percent.
+
+    ``output`` picks the logits from the model's output (default: the output itself, or
+    its first item when the model returns a tuple).
+    """
+    device = resolve_device(device)
+    dtype = resolve_amp(amp, device)
+    pick = output or primary_logits
+    was = model.training
+    model.eval()
+    loss = torch.zeros((), device=device)
+    c1 = torch.zeros((), device=device, dtype=torch.long)
+    c5 = torch.zeros((), device=device, dtype=torch.long)
+    n = 0
+    try:
+        for batch in loader:
+            x, y = batch[0].to(device, non_blocking=True), batch[1].to(device, non_blocking=True)
+            with autocast_context(device, dtype):
+                z = pick(model(x)).float()
+            loss += nn.functional.cross_entropy(z, y, reduction="sum")
+            a, b = _topk_correct(z, y)
+            c1 += a
+            c5 += b
+            n += len(y)
+    finally:
+        model.train(was)
+    if n == 0:
+        raise ValueError("evaluate() got an empty loader")
+    return {"loss": loss.item() / n, "top1": 100.0 * c1.item() / n, "top5": 100.0 * c5.item() / n, "n": n}
+
+
+@torch.no_grad()
+def predict_logits(model: nn.Module, loader, device="auto", amp="auto", output: Optional[Callable] = None) -> torch.Tensor:
+    """Logits for every sample of a (non-shuffling) loader, in loader order, on the CPU."""
+    device = resolve_device(device)
+    dtype = resolve_amp(amp, device)
+    pick = output or primary_logits
+    was = model.training
+    model.eval()
+    outs = []
+    try:
+        for batch in loader:
+            with autocast_context(device, dtype):
+                outs.append(pick(model(batch[0].to(device))).float().cpu())
+    finally:
+        model.train(was)
+    return torch.cat(outs)
+
+
+# --------------------------------------------------------------------------- checkpoints
+def save_checkpoint(path: Path, state: dict) -> None:
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
+    os.close(fd)
+    try:
+        torch.save(state, tmp)
+        os.replace(tmp, path)
+    except BaseException:
+        if os.path.exists(tmp):
+            os.unlink(tmp)
+        raise
+
+
+def load_checkpoint(path: Path, map_location="cpu") -> dict:
+    return torch.load(path, map_location=map_location, weights_only=True)
+
+
+def load_run_weights(model: nn.Module, run: Run, produced_by: str = "") -> nn.Module:
+    """Load the final weights of a finished run into ``model``.
+
+    Raises ``FileNotFoundError`` naming the run (and what produces it) when the run has
+    not been trained yet, so a notebook never retrains a prerequisite silently.
+    """
+    rec = R.load_record(run.part, run.name, run.profile)
+    path = run.checkpoint_path
+    if not R.is_finished(rec) or not path.exists():
+        hint = f" Run {produced_by} first." if produced_by else ""
+        raise FileNotFoundError(
+            f"no finished run {run.label} (profile {run.profile}) with a checkpoint at {path}.{hint}"
+        )
+    model.load_state_dict(load_checkpoint(path)["model"])
+    return model
+
+
+# --------------------------------------------------------------------------- logging
+class _Progress:
+    def __init__(self, label: str, epochs: int, steps: int, mode: str):
+        self.label, self.epochs, self.steps = label, epochs, steps
+        self.mode = ("lines" if is_headless() else "bar") if mode == "auto" else mode
+        self.bar = None
+
+    def start_epoch(self, epoch: int):
+        if self.mode == "bar":
+            from tqdm.auto import tqdm
+
+            self.bar = tqdm(total=self.steps, desc=f"{self.label} {epoch + 1}/{self.epochs}", leave=False)
+
+    def step(self):
+        if self.bar is not None:
+            self.bar.update(1)
+
+    def end_epoch(self, row: dict):
+        if self.bar is not None:
+            self.bar.close()
+            self.bar = None
+        if self.mode == "off":
+            return
+        test = ""
+        if row.get("test_top1") is not None:
+            test = f" | test loss {row['test_loss']:.3f} top1 {row['test_top1']:.2f}% top5 {row['test_top5']:.2f}%"
+        print(f"[{self.label}] epoch {row['epoch']}/{self.epochs} train loss {row['train_loss']:.3f} "
+              f"top1 {row['train_top1']:.2f}%{test} | lr {row['lr']:.2e} | {row['seconds']:.1f}s", flush=True)
+        sys.stdout.flush()
+
+
+# --------------------------------------------------------------------------- fit
+def fit(
+    model: nn.Module,
+    train_loader,
+    test_loader=None,
+    *,
+    epochs: int,
+    objective: Optional[nn.Module] = None,
+    teacher: Optional[nn.Module] = None,
+    optimizer: str = "sgd",
+    lr: float = 0.1,
+    momentum: float = 0.9,
+    nesterov: bool = True,
+    weight_decay: float = 5e-4,
+    betas=(0.9, 0.999),
+    schedule: str = "cosine",
+    warmup_epochs: float = 0,
+    milestones=(),
+    gamma: float = 0.1,
+    final_lr_scale: float = 0.0,
+    param_groups=None,
+    grad_clip: Optional[float] = None,
+    run: Optional[Run] = None,
+    force: bool = False,
+    budget_s: Optional[float] = None,
+    device="auto",
+    amp="auto",
+    channels_last="auto",
+    seed: int = 0,
+    log: str = "auto",
+    eval_every: int = 1,
+    nan_check_every: int = 50,
+    input_size: Optional[tuple] = None,
+    extra: Optional[dict] = None,
+    on_epoch_end: Optional[Callable[[int, dict], None]] = None,
+) -> dict:
+    """Train ``model`` and return its run record (a dict; see module docstring).
+
+    The model is trained in place. ``run`` names the record and checkpoint; without it
+    nothing is written (handy for short fine-tuning inside another experiment).
+    ``budget_s`` limits the training wall time (accumulated over resumes).
+    ``on_epoch_end(epoch, row)`` is called after each epoch's history row is made.
+    """
+    if not isinstance(epochs, int) or epochs < 1:
+        raise ValueError(f"epochs must be a positive int, got {epochs!r}")
+    if budget_s is not None and budget_s <= 0:
+        raise ValueError(f"budget_s must be > 0 seconds (or None), got {budget_s!r}")
+    dev = resolve_device(device)
+    dtype = resolve_amp(amp, dev)
+    cl = resolve_channels_last(channels_last, dev)
+    objective = objective if objective is not None else CrossEntropy()
+    if getattr(objective, "needs_teacher", False) and teacher is None:
+        raise ValueError(f"{type(objective).__name__} needs a teacher: pass teacher=...")
+    label = run.label if run else type(model).__name__
+
+    # ---- a finished run is not trained again
+    if run is not None and not force:
+        rec = R.load_record(run.part, run.name, run.profile)
+        if R.is_finished(rec) and run.checkpoint_path.exists():
+            model.load_state_dict(load_checkpoint(run.checkpoint_path)["model"])
+            if log != "off":
+                print(f"[{label}] finished before ({rec['status']}, best top1 "
+                      f"{(rec.get('best') or {}).get('test_top1')}); loaded its weights. force=True retrains.")
+            return rec
+
+    model.to(dev)
+    if cl:
+        model.to(memory_format=torch.channels_last)
+    if hasattr(train_loader, "channels_last"):
+        train_loader.channels_last = cl
+    objective.to(dev)
+    if teacher is not None:
+        teacher.to(dev).eval()
+        teacher.requires_grad_(False)
+        if cl:
+            teacher.to(memory_format=torch.channels_last)
+
+    params = param_groups if param_groups is not None else [p for p in model.parameters() if p.requires_grad]
+    opt = make_optimizer(params, optimizer, lr, momentum, weight_decay, nesterov, betas)
+    steps_per_epoch = len(train_loader)
+    total_steps = epochs * steps_per_epoch
+    warmup_steps = int(round(warmup_epochs * steps_per_epoch))
+    sched = torch.optim.lr_scheduler.LambdaLR(
+        opt, lambda s: lr_factor(s, total_steps, steps_per_epoch, schedule, warmup_steps,
+                                 milestones, gamma, final_lr_scale))
+    scaler = torch.amp.GradScaler(dev.type, enabled=(dtype == torch.float16))
+
+    # ---- record and resume
+    start_epoch, history, elapsed = 0, [], 0.0
+    record = None
+    if run is not None:
+        from .models import count_flops, count_params
+
+        if input_size is None:
+            crop = getattr(train_loader, "crop", 32)
+            input_size = (1, 3, crop, crop)
+        try:
+            flops = count_flops(model, input_size)
+        except Exception:  # some exotic module the counter cannot trace
+            flops = None
+        record = R.new_record(run.part, run.name, run.profile, run.params, device=str(dev),
+                              amp=str(dtype).replace("torch.", "") if dtype else "off", channels_last=cl,
+                              seed=seed, epochs=epochs, n_params=count_params(model),
+                              n_trainable=count_params(model, trainable_only=True), flops=flops,
+                              budget_s=budget_s, objective=repr(objective), **(extra or {}))
+        ck = run.checkpoint_path
+        if ck.exists() and not force:
+            state = load_checkpoint(ck, map_location=dev)
+            if state.get("epochs") != epochs or state.get("epoch", 0) > epochs:
+                raise ValueError(
+                    f"checkpoint {ck} was made for {state.get('epochs')} epochs, this call asks for "
+                    f"{epochs}; pass force=True to start over or use another run name")
+            model.load_state_dict(state["model"])
+            opt.load_state_dict(state["optimizer"])
+            sched.load_state_dict(state["scheduler"])
+            scaler.load_state_dict(state["scaler"])
+            if state.get("objective"):
+                objective.load_state_dict(state["objective"])
+            start_epoch, history, elapsed = state["epoch"], state["history"], state["elapsed"]
+            record["created"] = state.get("created", record["created"])
+            if log != "off":
+                print(f"[{label}] resuming after epoch {start_epoch}/{epochs} from {ck}")
+
+    progress = _Progress(label, epochs, steps_per_epoch, log)
+    stopped = None
+    model.train()
+    for epoch in range(start_epoch, epochs):
+        if budget_s is not None and elapsed >= budget_s:
+            stopped = "budget"
+            break
+        torch.manual_seed(seed * 1_000_003 + epoch)
+        if hasattr(train_loader, "set_epoch"):
+            train_loader.set_epoch(epoch)
+        progress.start_epoch(epoch)
+        t0 = time.perf_counter()
+        loss_sum = torch.zeros((), device=dev)
+        correct = torch.zeros((), device=dev, dtype=torch.long)
+        parts_sum: dict = {}
+        seen = 0
+        for step, batch in enumerate(train_loader):
+            x, y = batch[0], batch[1]
+            index = batch[2] if len(batch) > 2 else None
+            teacher_logits = None
+            with autocast_context(dev, dtype):
+                if teacher is not None:
+                    with torch.no_grad():
+                        teacher_logits = primary_logits(teacher(x)).float()
+                out = model(x)
+            loss, parts = objective(out, y, teacher_logits=teacher_logits, index=index, epoch=epoch)
+            opt.zero_grad(set_to_none=True)
+            scaler.scale(loss).backward()
+            if grad_clip:
+                scaler.unscale_(opt)
+                nn.utils.clip_grad_norm_(model.parameters(), grad_clip)
+            scaler.step(opt)
+            scaler.update()
+            sched.step()
+            with torch.no_grad():
+                b = len(y)
+                loss_sum += loss.detach().float() * b
+                correct += primary_logits(out).argmax(1).eq(y).sum()
+                for k, v in parts.items():
+                    parts_sum[k] = parts_sum.get(k, 0) + v.float() * b
+            seen += len(y)
+            progress.step()
+            if nan_check_every and (step + 1) % nan_check_every == 0 and not torch.isfinite(loss_sum):
+                _raise_nan(label, epoch, step, start_epoch)
+            if budget_s is not None and elapsed + (time.perf_counter() - t0) >= budget_s:
+                stopped = "budget"
+                break
+        if not torch.isfinite(loss_sum):
+            _raise_nan(label, epoch, step, start_epoch)
+        train_seconds = time.perf_counter() - t0
+        row = {"epoch": epoch + 1, "train_loss": loss_sum.item() / max(seen, 1),
+               "train_top1": 100.0 * correct.item() / max(seen, 1),
+               "lr": opt.param_groups[0]["lr"], "seconds": train_seconds}
+        for k, v in parts_sum.items():
+            row[f"train_{k}"] = v.item() / max(seen, 1)
+        if test_loader is not None and ((epoch + 1) % eval_every == 0 or epoch + 1 == epochs or stopped):
+            ev = evaluate(model, test_loader, dev, amp, cl)
+            row.update(test_loss=ev["loss"], test_top1=ev["top1"], test_top5=ev["top5"])
+        row["eval_seconds"] = time.perf_counter() - t0 - train_seconds
+        elapsed += train_seconds
+        history.append(row)
+        progress.end_epoch(row)
+        if on_epoch_end is not None:
+            on_epoch_end(epoch, row)
+        if run is not None:
+            save_checkpoint(run.checkpoint_path, {
+                "model": model.state_dict(), "optimizer": opt.state_dict(), "scheduler": sched.state_dict(),
+                "scaler": scaler.state_dict(),
+                "objective": objective.state_dict() if len(objective.state_dict()) else {},
+                "epoch": epoch + 1, "epochs": epochs, "history": history, "elapsed": elapsed,
+                "created": record["created"],
+            })
+            _fill(record, history, elapsed, "running", None)
+            R.save_record(record)
+        if stopped:
+            break
+
+    status = "budget" if stopped == "budget" else "complete"
+    if record is None:
+        record = {"run": None, "params": {}}
+    _fill(record, history, elapsed, status, epochs)
+    if run is not None:
+        R.save_record(record)
+    if stopped == "budget" and log != "off":
+        print(f"[{label}] wall-clock budget of {budget_s:.0f}s spent after {len(history)} epoch(s); stopped cleanly.")
+    return record
+
+
+def _fill(record: dict, history: list, elapsed: float, status: str, epochs: Optional[int]) -> None:
+    record["history"] = history
+    record["train_seconds"] = elapsed
+    record["epochs_done"] = len(history)
+    record["status"] = status
+    evald = [h for h in history if h.get("test_top1") is not None]
+    if evald:
+        best = max(evald, key=lambda h: h["test_top1"])
+        record["best"] = {k: best.get(k) for k in ("epoch", "test_top1", "test_top5", "test_loss")}
+        last = evald[-1]
+        record["last"] = {k: last.get(k) for k in ("epoch", "test_top1", "test_top5", "test_loss", "train_top1", "train_loss")}
+    if history:
+        record["epoch_seconds"] = elapsed / len(history)
+        if epochs:
+            record["projected_seconds"] = record["epoch_seconds"] * record.get("epochs", epochs)
+    if record.get("budget_s") is not None:
+        record["within_budget"] = status == "complete" and elapsed <= record["budget_s"]
+    if status != "running":
+        record["finished"] = time.strftime("%Y-%m-%dT%H:%M:%S")
+
+
+def _raise_nan(label, epoch, step, start_epoch):
+    raise FloatingPointError(
+        f"[{label}] the training loss became NaN/inf in epoch {epoch + 1} (by step {step + 1}). "
+        "Lower the learning rate, check the input normalisation, or try amp='off'. "
+        f"The checkpoint of the last good epoch is kept (epoch {max(epoch, start_epoch)}); "
+        "fix the cause and re-run with force=True to start over."
+    )

@@ -1,0 +1,70 @@
+import pytest
+import torch
+
+from kdutils.loader import GpuLoader
+
+
+def _data(n=20, size=8):
+    x = torch.arange(n * size * size * 3, dtype=torch.int64).remainder(251).to(torch.uint8).view(n, size, size, 3)
+    return x, torch.arange(n) % 5
+
+
+def test_batches_shapes_normalisation_and_index():
+    x, y = _data()
+    ld = GpuLoader((x, y), 8, train=False, mean=(0, 0, 0), std=(1, 1, 1), device="cpu")
+    batches = list(ld)
+    assert len(ld) == 3 and [len(b[0]) for b in batches] == [8, 8, 4]
+    xb, yb, idx = batches[0]
+    assert xb.shape == (8, 3, 8, 8) and xb.dtype == torch.float32
+    # with mean 0 / std 1 the batch is the images in [0, 1], channels first
+    assert torch.allclose(xb, x[:8].permute(0, 3, 1, 2).float() / 255)
+    assert torch.equal(yb, y[:8]) and torch.equal(idx, torch.arange(8))
+
+
+def test_train_epochs_reproducible_and_different():
+    x, y = _data()
+    a = GpuLoader((x, y), 4, train=True, padding=2, device="cpu", seed=3)
+    b = GpuLoader((x, y), 4, train=True, padding=2, device="cpu", seed=3)
+    a.set_epoch(1)
+    b.set_epoch(1)
+    for (xa, ya, ia), (xb, yb, ib) in zip(a, b):
+        assert torch.equal(xa, xb) and torch.equal(ia, ib)
+    b.set_epoch(2)
+    assert not torch.equal(next(iter(a))[2], next(iter(b))[2])
+
+
+def test_random_crop_is_a_window_of_the_padded_image():
+    x, y = _data(n=6, size=8)
+    ld = GpuLoader((x, y), 6, train=True, padding=2, flip=False, mean=(0, 0, 0), std=(1 / 255,) * 3, device="cpu")
+    xb, _, idx = next(iter(ld))
+    padded = torch.nn.functional.pad(x, (0, 0, 2, 2, 2, 2)).permute(0, 3, 1, 2).float()
+    for img, i in zip(xb, idx):
+        windows = [padded[i, :, r:r + 8, c:c + 8] for r in range(5) for c in range(5)]
+        assert any(torch.equal(img, w) for w in windows)
+
+
+def test_flip_mirrors_about_half_the_images():
+    x, y = _data(n=400, size=4)
+    ld = GpuLoader((x, y), 400, train=True, flip=True, mean=(0, 0, 0), std=(1 / 255,) * 3, device="cpu")
+    xb, _, idx = next(iter(ld))
+    orig = x[idx].permute(0, 3, 1, 2).float()
+    flipped = (xb == orig.flip(3)).flatten(1).all(1) & ~(xb == orig).flatten(1).all(1)
+    assert 150 < flipped.sum().item() < 250
+
+
+def test_centre_crop_in_eval():
+    x = torch.zeros(2, 10, 10, 3, dtype=torch.uint8)
+    x[:, 1:9, 1:9] = 255
+    ld = GpuLoader((x, torch.zeros(2, dtype=torch.long)), 2, train=False, crop=8, mean=(0, 0, 0), std=(1, 1, 1), device="cpu")
+    xb, _, _ = next(iter(ld))
+    assert xb.shape == (2, 3, 8, 8) and torch.all(xb == 1.0)
+
+
+def test_bad_inputs_raise_clear_errors():
+    x, y = _data()
+    with pytest.raises(ValueError, match="uint8"):
+        GpuLoader((x.float(), y), 4)
+    with pytest.raises(ValueError, match="batch_size"):
+        GpuLoader((x, y), 0)
+    with pytest.raises(ValueError, match="crop"):
+        GpuLoader((x, y), 4, crop=16)
