@@ -265,12 +265,11 @@ def load_dataset(name: str, root, split: str = "train", download: bool = False, 
         raise ValueError(f"split must be 'train' or 'test', got {split!r}")
     root = Path(root)
     folder_tree = root / name / split
+    check_md5 = kw.pop("check_md5", True)
     if name in _CIFAR and not (root / _CIFAR[name][1]).is_dir() and folder_tree.is_dir() and not download:
-        ds = load_image_folder(folder_tree, expected_classes=_CIFAR[name][2], **kw)
-        return ds
+        return load_image_folder(folder_tree, expected_classes=_CIFAR[name][2], **kw)
     if name in _CIFAR:
-        return load_cifar(name, root, train=(split == "train"), download=download,
-                          check_md5=kw.pop("check_md5", True))
+        return load_cifar(name, root, train=(split == "train"), download=download, check_md5=check_md5)
     return load_image_folder(folder_tree, **kw)
 
 

@@ -40,7 +40,7 @@ class GpuLoader:
     def __init__(self, data, batch_size: int = 128, train: bool = True, crop: Optional[int] = None,
                  padding: int = 0, flip: bool = True, mean: Sequence[float] = (0.5, 0.5, 0.5),
                  std: Sequence[float] = (0.5, 0.5, 0.5), device="auto", drop_last: Optional[bool] = None,
-                 seed: int = 0, channels_last: bool = True):
+                 seed: int = 0, channels_last: bool = True, cutout: int = 0):
         if isinstance(data, ImageSet):
             images, labels = data.images, data.labels
         else:
@@ -57,6 +57,9 @@ class GpuLoader:
             raise ValueError(f"crop {crop} is larger than the stored images ({h}x{w})")
         if padding < 0:
             raise ValueError(f"padding must be >= 0, got {padding}")
+        if not 0 <= cutout <= crop:
+            raise ValueError(f"cutout must lie in [0, crop={crop}], got {cutout}")
+        self.cutout = cutout if train else 0
         self.device = torch.device(("cuda" if torch.cuda.is_available() else "cpu") if device == "auto" else device)
         self.batch_size, self.train, self.crop, self.flip = batch_size, train, crop, flip
         self.padding = padding if train else 0
@@ -116,9 +119,20 @@ class GpuLoader:
             x = torch.where(flip, x.flip(2), x)
         x = x.permute(0, 3, 1, 2)  # NCHW view of NHWC memory = channels_last
         x = (x.float() - self.mean) * self.inv_std
+        if self.cutout:
+            x = x * self._cutout_mask(b, g)
         if not self.channels_last:
             x = x.contiguous()
         return x, self.labels[idx]
+
+    def _cutout_mask(self, b: int, g: torch.Generator) -> torch.Tensor:
+        """(B, 1, c, c) mask, 0 inside a square of side ``cutout`` around a random centre."""
+        cy = torch.randint(0, self.crop, (b, 1), generator=g).to(self.device)
+        cx = torch.randint(0, self.crop, (b, 1), generator=g).to(self.device)
+        half = self.cutout // 2
+        inside_y = (self.arange >= cy - half) & (self.arange < cy - half + self.cutout)  # (B, c)
+        inside_x = (self.arange >= cx - half) & (self.arange < cx - half + self.cutout)
+        return (~(inside_y[:, :, None] & inside_x[:, None, :])).unsqueeze(1).float()
 
     def __iter__(self) -> Iterator:
         g = self._generator()
@@ -134,10 +148,10 @@ class GpuLoader:
 
 def loaders_for(train_set: ImageSet, test_set: ImageSet, batch_size: int, mean, std, device="auto",
                 padding: int = 4, crop: Optional[int] = None, flip: bool = True, seed: int = 0,
-                eval_batch_size: Optional[int] = None):
+                eval_batch_size: Optional[int] = None, cutout: int = 0):
     """The usual pair: an augmenting training loader and a plain test loader."""
     tr = GpuLoader(train_set, batch_size, train=True, crop=crop, padding=padding, flip=flip,
-                   mean=mean, std=std, device=device, seed=seed)
+                   mean=mean, std=std, device=device, seed=seed, cutout=cutout)
     te = GpuLoader(test_set, eval_batch_size or max(batch_size, 256), train=False, crop=crop,
                    mean=mean, std=std, device=device)
     return tr, te

@@ -47,6 +47,7 @@ import re
 import signal
 import subprocess
 import sys
+import threading
 import time
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
@@ -242,18 +243,30 @@ def execute(
         try:
             rc = proc.wait(timeout=timeout)
         except subprocess.TimeoutExpired:
-            try:
-                os.killpg(proc.pid, signal.SIGTERM)  # the group we created: papermill + kernel
-                proc.wait(timeout=10)
-            except (ProcessLookupError, subprocess.TimeoutExpired):
-                try:
-                    os.killpg(proc.pid, signal.SIGKILL)
-                except ProcessLookupError:
-                    pass
-                proc.wait()
+            _stop_group(proc)
             log.write(f"\nkdutils.sweep: TimeoutError: stopped after {timeout} s\n")
             rc = 124
+        except BaseException:  # Ctrl-C: the child is in its own session and did not get it
+            _stop_group(proc)
+            raise
     return rc, time.perf_counter() - t0
+
+
+def _stop_group(proc: subprocess.Popen) -> None:
+    """Stop the process group started for ``proc`` (papermill and its kernel)."""
+    if os.name != "posix":  # no process groups: stop papermill, its kernel notices
+        proc.kill()
+        proc.wait()
+        return
+    try:
+        os.killpg(proc.pid, signal.SIGTERM)
+        proc.wait(timeout=10)
+    except (ProcessLookupError, subprocess.TimeoutExpired):
+        try:
+            os.killpg(proc.pid, signal.SIGKILL)
+        except ProcessLookupError:
+            pass
+        proc.wait()
 
 
 def run_sweep(
@@ -307,7 +320,12 @@ def run_sweep(
         raise ValueError(f"run names must be unique within a sweep; repeated: {dupes}")
 
     folder = runs_dir() / name
-    say = log or (lambda _msg: None)
+    lock = threading.Lock()
+
+    def say(msg: str) -> None:
+        if log is not None:
+            with lock:  # whole lines, also with jobs > 1
+                log(msg)
     total = len(sets)
 
     def one(index: int, p: dict) -> dict:

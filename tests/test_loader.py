@@ -68,3 +68,15 @@ def test_bad_inputs_raise_clear_errors():
         GpuLoader((x, y), 0)
     with pytest.raises(ValueError, match="crop"):
         GpuLoader((x, y), 4, crop=16)
+
+
+def test_cutout_zeroes_a_square_per_image():
+    x = torch.full((50, 16, 16, 3), 200, dtype=torch.uint8)
+    ld = GpuLoader((x, torch.zeros(50, dtype=torch.long)), 50, train=True, flip=False, cutout=6,
+                   mean=(0, 0, 0), std=(1, 1, 1), device="cpu")
+    xb, _, _ = next(iter(ld))
+    zeros = (xb[:, 0] == 0).flatten(1).sum(1)
+    assert zeros.max().item() == 36 and zeros.min().item() >= 9  # a full square, or clipped at a border
+    assert torch.equal(xb[:, 0] == 0, xb[:, 2] == 0)  # same square in every channel
+    eval_ld = GpuLoader((x, torch.zeros(50, dtype=torch.long)), 50, train=False, cutout=6, device="cpu")
+    assert eval_ld.cutout == 0
