@@ -34,7 +34,6 @@ import copy
 import csv
 import io
 import os
-import tempfile
 import zlib
 from numbers import Integral
 from pathlib import Path
@@ -43,6 +42,8 @@ from typing import Any, Callable, Dict, Iterable, List, Mapping, Optional, Seque
 import torch
 from torch import nn
 from torch.nn.utils import prune
+
+from .fileio import atomic_torch_save, atomic_write_text
 
 PathLike = Union[str, os.PathLike]
 StateDict = Dict[str, torch.Tensor]
@@ -100,18 +101,8 @@ def zipped_size(path: PathLike, level: int = 9) -> int:
 
 
 def _atomic_torch_save(obj: Any, path: PathLike) -> int:
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    os.close(fd)
-    try:
-        torch.save(obj, tmp)
-        os.replace(tmp, path)
-    except BaseException:
-        if os.path.exists(tmp):
-            os.remove(tmp)
-        raise
-    return file_size(path)
+    """Save atomically (``kdutils.fileio``); return the file size in bytes."""
+    return file_size(atomic_torch_save(obj, path))
 
 
 def cast_floating(state_dict: Mapping[str, torch.Tensor], dtype: torch.dtype) -> StateDict:
@@ -483,20 +474,11 @@ def write_leaderboard_csv(
             )
         classes.append(int(c))
 
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "w", newline="") as f:
-            writer = csv.writer(f)
-            writer.writerow(["Id", "Category"])
-            writer.writerows(zip(ids, classes))
-        os.replace(tmp, path)
-    except BaseException:
-        if os.path.exists(tmp):
-            os.remove(tmp)
-        raise
-    return path
+    buf = io.StringIO()
+    writer = csv.writer(buf)
+    writer.writerow(["Id", "Category"])
+    writer.writerows(zip(ids, classes))
+    return atomic_write_text(path, buf.getvalue())
 
 
 __all__ = [

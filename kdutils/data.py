@@ -23,7 +23,6 @@ from __future__ import annotations
 import hashlib
 import os
 import pickle
-import tempfile
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -31,6 +30,8 @@ from typing import Optional, Sequence
 
 import numpy as np
 import torch
+
+from .fileio import atomic_torch_save
 
 IMAGE_EXTENSIONS = (".png", ".jpg", ".jpeg", ".pgm", ".ppm", ".bmp", ".tif", ".tiff", ".webp")
 
@@ -95,19 +96,6 @@ def _fingerprint(files: Sequence[Path], extra: str) -> str:
         st = f.stat()
         h.update(f"{f}|{st.st_size}|{st.st_mtime_ns}\n".encode())
     return h.hexdigest()[:16]
-
-
-def _save_cache(path: Path, obj: dict) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
-    os.close(fd)
-    try:
-        torch.save(obj, tmp)
-        os.replace(tmp, path)
-    except BaseException:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-        raise
 
 
 # --------------------------------------------------------------------------- decoding
@@ -201,7 +189,7 @@ def load_image_folder(
     images = decode_files(files, size)
     labels_t = torch.tensor(labels, dtype=torch.long)
     if use_cache:
-        _save_cache(cpath, {"images": images, "labels": labels_t})
+        atomic_torch_save({"images": images, "labels": labels_t}, cpath)
     return ImageSet(images, labels_t, list(classes), [str(f) for f in files], str(root))
 
 

@@ -8,14 +8,13 @@ as finished: re-running skips it unless forced.
 from __future__ import annotations
 
 import json
-import os
 import platform
 import re
-import tempfile
 import time
 from pathlib import Path
 from typing import Any, Iterable, Mapping, Optional
 
+from .fileio import atomic_write_json as _write_json
 from .profiles import results_dir
 
 FINISHED = ("complete", "budget")
@@ -57,22 +56,6 @@ def _jsonable(v: Any):
     return str(v)
 
 
-def atomic_write_json(path: Path, data: Mapping) -> None:
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
-    try:
-        with os.fdopen(fd, "w") as f:
-            json.dump(data, f, indent=1, default=_jsonable, allow_nan=True)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-        raise
-
-
 def environment() -> dict:
     import torch
 
@@ -99,6 +82,11 @@ def new_record(part: str, run: str, profile: str, params: Optional[Mapping] = No
     }
     rec.update(extra)
     return rec
+
+
+def atomic_write_json(path: Path, data: Mapping) -> None:
+    """Write JSON atomically; tensors, numpy values and paths become plain JSON values."""
+    _write_json(path, data, default=_jsonable)
 
 
 def save_record(record: Mapping, root: Optional[Path] = None) -> Path:

@@ -21,9 +21,7 @@
 from __future__ import annotations
 
 import math
-import os
 import sys
-import tempfile
 import time
 from contextlib import nullcontext
 from dataclasses import dataclass, field
@@ -34,6 +32,7 @@ import torch
 from torch import nn
 
 from . import results as R
+from .fileio import atomic_torch_save
 from .losses import CrossEntropy, primary_logits
 from .profiles import is_headless, runs_dir
 
@@ -112,7 +111,9 @@ def make_optimizer(params, name: str = "sgd", lr: float = 0.1, momentum: float =
         raise ValueError(f"lr must be > 0, got {lr!r}")
     groups = list(params)
     if groups and isinstance(groups[0], dict):
-        groups = [dict(g, lr=lr * g.pop("lr_scale", 1.0)) for g in groups]
+        # Copies: the caller's groups keep their ``lr_scale`` (fit can be called again with them).
+        groups = [{**{k: v for k, v in g.items() if k != "lr_scale"}, "lr": lr * g.get("lr_scale", 1.0)}
+                  for g in groups]
     name = name.lower()
     if name == "sgd":
         return torch.optim.SGD(groups, lr=lr, momentum=momentum, weight_decay=weight_decay,
@@ -210,17 +211,7 @@ def predict_logits(model: nn.Module, loader, device="auto", amp="auto", output: 
 
 # --------------------------------------------------------------------------- checkpoints
 def save_checkpoint(path: Path, state: dict) -> None:
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
-    os.close(fd)
-    try:
-        torch.save(state, tmp)
-        os.replace(tmp, path)
-    except BaseException:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-        raise
+    atomic_torch_save(state, path)
 
 
 def load_checkpoint(path: Path, map_location="cpu") -> dict:

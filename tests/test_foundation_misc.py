@@ -61,3 +61,18 @@ def test_count_params_and_flops_by_hand():
     assert models.count_macs(lin, (1, 10)) == 70
     with pytest.raises(ValueError, match="over the budget"):
         models.check_param_budget(lin, 50)
+
+
+def test_atomic_write_keeps_the_old_file_when_writing_fails(tmp_path):
+    from kdutils.fileio import atomic_write, atomic_write_text
+
+    target = atomic_write_text(tmp_path / "f.txt", "old")
+
+    def broken(tmp):
+        open(tmp, "w").write("half")
+        raise KeyboardInterrupt
+
+    with pytest.raises(KeyboardInterrupt):
+        atomic_write(target, broken)
+    assert target.read_text() == "old"
+    assert [p.name for p in tmp_path.iterdir()] == ["f.txt"]  # no temporary file left
