@@ -10,5 +10,12 @@ One module per concern:
 - ``kdutils.train``     ``fit`` / ``evaluate`` with checkpoints, resume, budgets, AMP
 - ``kdutils.results``   one JSON record per run, tables from records
 - ``kdutils.plots``     figures saved under ``figures/``
+- ``kdutils.fileio``    atomic writes (checkpoints, caches, records, CSVs)
+- ``kdutils.compress``  pruning, quantization, model sizes, leaderboard CSV
+- ``kdutils.hparam`` / ``kdutils.sweep``  log-uniform search; papermill sweeps
+
+Part-specific wiring (kept out of the notebooks, tested): ``recipes`` and ``ablation``
+(part 1), ``kd_tasks`` (part 2), ``cifar10_kd`` (part 3), ``faces`` and ``lwf`` (part 4),
+``food`` (part 5); ``report`` and ``run_notebooks`` export the reports.
 """
 __version__ = "0.1.0"

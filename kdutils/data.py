@@ -246,6 +246,12 @@ def load_cifar(name: str, root, train: bool = True, download: bool = False, chec
     return ImageSet(images, labels, list(ds.classes), [], f"torchvision:{root / folder}")
 
 
+def has_cifar(name: str, root) -> bool:
+    """True when ``root`` holds CIFAR ``name`` as torchvision pickles or as an image tree."""
+    root = Path(root)
+    return (root / _CIFAR[name][1]).is_dir() or (root / name / "train").is_dir()
+
+
 def load_dataset(name: str, root, split: str = "train", download: bool = False, **kw) -> ImageSet:
     """CIFAR-10/100 from ``root``: torchvision's pickles if present (or downloaded), else
     the image-folder layout ``<root>/<name>/<split>/<class>/*.png``."""

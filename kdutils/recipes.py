@@ -80,14 +80,16 @@ def cifar_sets(name: str, setup: Setup, train_per_class: Optional[int] = None,
     """Train and test :class:`~kdutils.data.ImageSet` for the setup's profile.
 
     Smoke: generated pickles (``data.smoke_root``). Otherwise ``setup.data_root`` holding
-    torchvision's pickles or ``<name>/{train,test}/<class>/*.png``.
+    torchvision's pickles or ``<name>/{train,test}/<class>/*.png``. The full profile
+    downloads the official archive with torchvision when neither is there (e.g. on Colab).
     """
     if setup.data_root is None:
         root, check = D.smoke_root(name), False
     else:
         root, check = setup.data_root, True
-    tr = D.load_dataset(name, root, "train", check_md5=check)
-    te = D.load_dataset(name, root, "test", check_md5=check)
+    download = setup.profile == "full" and not D.has_cifar(name, root)
+    tr = D.load_dataset(name, root, "train", check_md5=check, download=download)
+    te = D.load_dataset(name, root, "test", check_md5=check, download=download)
     if train_per_class:
         tr = tr.per_class(train_per_class)
     if test_per_class:
