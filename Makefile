@@ -28,9 +28,10 @@ test: venv
 	KD_PROFILE=smoke KD_HEADLESS=1 KD_OUTPUT_ROOT=$(TEST_OUT) KD_CACHE_DIR=$(TEST_OUT)/cache \
 	MPLBACKEND=Agg $(BIN)/python -m pytest --nbmake --nbmake-timeout=900 tests notebooks
 
+# The reports are exported also when a notebook failed; the failure still fails the target.
 figures: venv
-	$(BIN)/python -m kdutils.run_notebooks --profile $(PROFILE)
-	$(MAKE) report PROFILE=$(PROFILE)
+	$(BIN)/python -m kdutils.run_notebooks --profile $(PROFILE); status=$$?; \
+	$(MAKE) report PROFILE=$(PROFILE) && exit $$status
 
 report: venv
 	$(BIN)/python -m kdutils.report --profile $(PROFILE)

@@ -117,14 +117,20 @@ def load_records(part: str, profile: str, root: Optional[Path] = None) -> list[d
     return sorted(out, key=lambda r: (r.get("created", ""), r["run"]))
 
 
-def _get(rec: Mapping, key: str):
-    """``a.b.c`` looks into nested dicts (e.g. ``params.alpha`` or ``best.top1``)."""
-    cur: Any = rec
-    for k in key.split("."):
-        if not isinstance(cur, Mapping) or k not in cur:
-            return None
-        cur = cur[k]
-    return cur
+def get_field(rec: Mapping, key: str):
+    """The value at dotted ``key`` (``a.b.c`` looks into nested dicts, e.g. ``params.alpha``
+    or ``best.test_top1``); None when any step is missing. ``a|b`` takes the first
+    alternative that is present (records of different kinds in one table column)."""
+    for alternative in key.split("|"):
+        cur: Any = rec
+        for k in alternative.split("."):
+            if not isinstance(cur, Mapping) or k not in cur:
+                cur = None
+                break
+            cur = cur[k]
+        if cur is not None:
+            return cur
+    return None
 
 
 def records_table(records: Iterable[Mapping], columns: Mapping[str, str], index: Optional[str] = None):
@@ -135,16 +141,17 @@ def records_table(records: Iterable[Mapping], columns: Mapping[str, str], index:
     """
     import pandas as pd
 
-    rows = [{title: _get(r, key) for title, key in columns.items()} for r in records]
+    rows = [{title: get_field(r, key) for title, key in columns.items()} for r in records]
     df = pd.DataFrame(rows, columns=list(columns))
     if index:
         df = df.set_index(index)
     return df
 
 
-def table_markdown(df, floatfmt: str = ".2f") -> str:
-    """A Markdown table (for the README and the notes)."""
+def table_markdown(df, floatfmt: str = ".2f", **tabulate_options) -> str:
+    """A Markdown table (for the README and the notes); ``tabulate_options`` go to tabulate
+    (e.g. ``disable_numparse=True`` keeps already formatted text cells as they are)."""
     try:
-        return df.to_markdown(floatfmt=floatfmt)
+        return df.to_markdown(floatfmt=floatfmt, **tabulate_options)
     except ImportError:  # tabulate missing
         return df.to_string()

@@ -269,6 +269,58 @@ def _stop_group(proc: subprocess.Popen) -> None:
         proc.wait()
 
 
+def run_notebook(
+    notebook,
+    folder: Path,
+    name: str,
+    params: Mapping[str, Any],
+    *,
+    kernel: Optional[str] = None,
+    timeout: Optional[float] = None,
+    context: Optional[Mapping[str, Any]] = None,
+) -> dict:
+    """Execute ``notebook`` once (:func:`execute`) into ``folder`` and record the outcome.
+
+    Writes ``folder/<name>.ipynb``, ``folder/logs/<name>.log`` and
+    ``folder/params/<name>.yaml``; a failure also writes ``folder/failures/<name>.json``
+    (``context``, e.g. the sweep and part, comes first in it), removed again when the
+    run later succeeds. Returns ``{"run", "status" ("ok" | "failed"), "seconds",
+    "output", "log"}``, plus ``"returncode"``, ``"error"`` (the telling line of the log)
+    and ``"failure"`` (the failure file) when it failed. Used by :func:`run_sweep` and by
+    ``kdutils.run_notebooks``.
+    """
+    notebook = Path(notebook)
+    folder = Path(folder)
+    output = folder / f"{name}.ipynb"
+    log_file = folder / "logs" / f"{name}.log"
+    failure_file = folder / "failures" / f"{name}.json"
+    rc, secs = execute(notebook, output, params, params_file=folder / "params" / f"{name}.yaml",
+                       log_file=log_file, kernel=kernel, timeout=timeout)
+    outcome = {"run": name, "status": "ok", "seconds": round(secs, 2), "output": str(output),
+               "log": str(log_file)}
+    if rc == 0:
+        if failure_file.exists():
+            failure_file.unlink()
+        return outcome
+    tail = _tail(log_file)
+    failure = {
+        **(context or {}),
+        "run": name,
+        "notebook": str(notebook.resolve()),
+        "output": str(output),
+        "log": str(log_file),
+        "params": dict(params),
+        "returncode": rc,
+        "error": _error_line(tail),
+        "error_tail": tail,
+        "seconds": round(secs, 2),
+        "finished": time.strftime("%Y-%m-%dT%H:%M:%S"),
+    }
+    _results.atomic_write_json(failure_file, failure)
+    return {**outcome, "status": "failed", "returncode": rc, "error": failure["error"],
+            "failure": str(failure_file)}
+
+
 def run_sweep(
     notebook,
     param_sets: Sequence[Mapping[str, Any]],
@@ -336,44 +388,21 @@ def run_sweep(
             say(f"{tag}: skipped (record finished)")
             return {**entry, "status": "skipped", "seconds": 0.0}
         say(f"{tag}: running")
-        log_file = folder / "logs" / f"{run}.log"
-        rc, secs = execute(
-            notebook, folder / f"{run}.ipynb", p,
-            params_file=folder / "params" / f"{run}.yaml", log_file=log_file,
-            kernel=kernel, timeout=timeout,
-        )
-        failure_file = folder / "failures" / f"{run}.json"
-        entry["seconds"] = round(secs, 2)
-        if rc == 0:
-            if failure_file.exists():
-                failure_file.unlink()
-            entry["status"] = "ok"
+        outcome = run_notebook(notebook, folder, run, p, kernel=kernel, timeout=timeout,
+                               context={"sweep": name, "part": part, "profile": profile})
+        entry = {**entry, **outcome}
+        secs = outcome["seconds"]
+        if outcome["status"] == "ok":
             if not _results.is_finished(_results.load_record(part, run, profile)):
                 entry["note"] = (
                     f"the notebook ran but no finished record {part}/{run} ({profile}) "
                     "exists: check that it saves its record under run_name"
                 )
             say(f"{tag}: ok ({secs:.1f} s)" + (f"; note: {entry['note']}" if "note" in entry else ""))
-            return entry
-        tail = _tail(log_file)
-        failure = {
-            "sweep": name,
-            "run": run,
-            "part": part,
-            "profile": profile,
-            "notebook": str(notebook.resolve()),
-            "output": entry["output"],
-            "log": str(log_file),
-            "params": p,
-            "returncode": rc,
-            "error": _error_line(tail),
-            "error_tail": tail,
-            "seconds": round(secs, 2),
-            "finished": time.strftime("%Y-%m-%dT%H:%M:%S"),
-        }
-        _results.atomic_write_json(failure_file, failure)
-        say(f"{tag}: FAILED (exit {rc}, {secs:.1f} s): {failure['error']}  -> {failure_file}")
-        return {**entry, "status": "failed", "error": failure["error"], "failure": str(failure_file)}
+        else:
+            say(f"{tag}: FAILED (exit {outcome['returncode']}, {secs:.1f} s): {outcome['error']}"
+                f"  -> {outcome['failure']}")
+        return entry
 
     if int(jobs) == 1:
         summary = [one(i, p) for i, p in enumerate(sets)]
