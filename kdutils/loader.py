@@ -1,16 +1,21 @@
 """Fast batches from an in-memory uint8 image tensor.
 
 The whole data set stays as one (N, H, W, 3) uint8 tensor on the training device (as in
-KellerJordan/cifar10-airbench). Each batch is cut out with one gather (random crop of a
-zero-padded copy), flipped with one ``torch.where``, converted to float and normalised in
-one fused step, and handed over in channels-last layout (N, C, H, W view of NHWC memory),
-which convolutions on CUDA prefer. There is no per-image Python or PIL work.
+KellerJordan/cifar10-airbench). Each batch is cut out with one gather of pixels (random
+crop of a zero-padded copy, the horizontal flip folded into the column order), converted
+to float straight into the layout the model wants (channels-last, which convolutions
+prefer, or contiguous NCHW) and normalised in place: four passes over the batch, no
+per-image Python or PIL work (``bench/bench_loader.py`` compares it with torchvision).
+On the CPU a batch is made with one thread: the passes are short and memory-bound, and
+on a busy 2-core machine (load average 10) one thread made batches 8x faster than two,
+which waited for each other at every pass.
 
 Randomness is drawn from a generator seeded by ``(seed, epoch)``, so epoch ``e`` is the same
 whether a run starts fresh or resumes from a checkpoint: resumed runs reproduce.
 """
 from __future__ import annotations
 
+from contextlib import contextmanager
 from typing import Iterator, Optional, Sequence
 
 import torch
@@ -105,25 +110,27 @@ class GpuLoader:
 
     def make_batch(self, idx: torch.Tensor, g: Optional[torch.Generator] = None):
         """Images ``idx`` (a 1-D index tensor on the device) cropped, flipped, normalised."""
-        b = len(idx)
-        full = self.images.shape[1] == self.crop and self.images.shape[2] == self.crop
-        if full:
-            x = self.images[idx]
+        b, c = len(idx), self.crop
+        n, h, w, _ = self.images.shape
+        if h == c and w == c:
+            oy = ox = torch.zeros(b, dtype=torch.long, device=self.device)
         else:
             oy, ox = self._crop_offsets(b, g)
-            rows = (oy[:, None] + self.arange)[:, :, None]  # (B, c, 1)
-            cols = (ox[:, None] + self.arange)[:, None, :]  # (B, 1, c)
-            x = self.images[idx[:, None, None], rows, cols]  # (B, c, c, 3)
-        if self.train and self.flip:
-            flip = (torch.rand(b, generator=g) < 0.5).to(self.device).view(b, 1, 1, 1)
-            x = torch.where(flip, x.flip(2), x)
-        x = x.permute(0, 3, 1, 2)  # NCHW view of NHWC memory = channels_last
-        x = (x.float() - self.mean) * self.inv_std
+        cols = self.arange.expand(b, c)
+        if self.train and self.flip:  # a flipped image reads its columns right to left
+            flip = (torch.rand(b, generator=g) < 0.5).to(self.device)
+            cols = torch.where(flip[:, None], self.arange.flip(0), self.arange)
+        rows = oy[:, None] + self.arange  # (B, c)
+        cols = ox[:, None] + cols  # (B, c)
+        pixels = idx[:, None, None] * (h * w) + rows[:, :, None] * w + cols[:, None, :]  # (B, c, c)
+        x = self.images.view(n * h * w, 3).index_select(0, pixels.flatten()).view(b, c, c, 3)
+        out = torch.empty((b, 3, c, c), device=self.device, memory_format=(
+            torch.channels_last if self.channels_last else torch.contiguous_format))
+        out.copy_(x.permute(0, 3, 1, 2))  # uint8 -> float in the layout the model wants
+        out.sub_(self.mean).mul_(self.inv_std)
         if self.cutout:
-            x = x * self._cutout_mask(b, g)
-        if not self.channels_last:
-            x = x.contiguous()
-        return x, self.labels[idx]
+            out.mul_(self._cutout_mask(b, g))
+        return out, self.labels[idx]
 
     def _cutout_mask(self, b: int, g: torch.Generator) -> torch.Tensor:
         """(B, 1, c, c) mask, 0 inside a square of side ``cutout`` around a random centre."""
@@ -142,8 +149,23 @@ class GpuLoader:
         stop = (n // self.batch_size) * self.batch_size if self.drop_last else n
         for s in range(0, stop, self.batch_size):
             idx = order[s:s + self.batch_size]
-            x, y = self.make_batch(idx, g)
+            with _one_thread_on_cpu(self.device):
+                x, y = self.make_batch(idx, g)
             yield x, y, idx
+
+
+@contextmanager
+def _one_thread_on_cpu(device: torch.device):
+    """Run the block with one intra-op thread when ``device`` is the CPU (then restore)."""
+    if device.type != "cpu":
+        yield
+        return
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        yield
+    finally:
+        torch.set_num_threads(threads)
 
 
 def loaders_for(train_set: ImageSet, test_set: ImageSet, batch_size: int, mean, std, device="auto",

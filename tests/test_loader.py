@@ -80,3 +80,34 @@ def test_cutout_zeroes_a_square_per_image():
     assert torch.equal(xb[:, 0] == 0, xb[:, 2] == 0)  # same square in every channel
     eval_ld = GpuLoader((x, torch.zeros(50, dtype=torch.long)), 50, train=False, cutout=6, device="cpu")
     assert eval_ld.cutout == 0
+
+
+@pytest.mark.parametrize("channels_last", [True, False])
+def test_crop_flip_normalise_in_either_layout(channels_last):
+    x, y = _data(n=40, size=8)
+    mean, std = (0.1, 0.2, 0.3), (0.5, 0.25, 0.2)
+    kw = dict(train=True, padding=2, flip=True, mean=mean, std=std, device="cpu", seed=1)
+    ld = GpuLoader((x, y), 40, channels_last=channels_last, **kw)
+    xb, _, idx = next(iter(ld))
+    fmt = torch.channels_last if channels_last else torch.contiguous_format
+    assert xb.is_contiguous(memory_format=fmt)
+    other = next(iter(GpuLoader((x, y), 40, channels_last=not channels_last, **kw)))[0]
+    assert torch.equal(xb, other)  # the layout changes the memory order, never the values
+    m, s = torch.tensor(mean).view(3, 1, 1), torch.tensor(std).view(3, 1, 1)
+    padded = torch.nn.functional.pad(x, (0, 0, 2, 2, 2, 2)).permute(0, 3, 1, 2).float() / 255
+    flips = 0
+    for img, i in zip(xb, idx):
+        windows = [(padded[i, :, r:r + 8, c:c + 8] - m) / s for r in range(5) for c in range(5)]
+        plain = any(torch.allclose(img, w, atol=1e-5) for w in windows)
+        mirrored = any(torch.allclose(img, w.flip(2), atol=1e-5) for w in windows)
+        assert plain or mirrored
+        flips += mirrored and not plain
+    assert 5 < flips < 35
+
+
+def test_consumers_see_the_thread_count_unchanged():
+    threads = torch.get_num_threads()
+    x, y = _data()
+    for _ in GpuLoader((x, y), 4, train=True, padding=2, device="cpu"):
+        assert torch.get_num_threads() == threads  # batches are made with one thread, steps run with all
+    assert torch.get_num_threads() == threads
