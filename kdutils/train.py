@@ -470,6 +470,7 @@ def fit(
     if run is not None and not force:
         rec = R.load_record(run.part, run.name, run.profile)
         if R.is_finished(rec) and run.checkpoint_path.exists():
+            _check_same_settings(rec, run, epochs)
             model.load_state_dict(load_checkpoint(run.checkpoint_path)["model"])
             if log != "off":
                 print(f"[{label}] finished before ({rec['status']}, best top1 "
@@ -622,6 +623,22 @@ def fit(
     if stopped == "budget" and log != "off":
         print(f"[{label}] wall-clock budget of {budget_s:.0f}s spent after {len(history)} epoch(s); stopped cleanly.")
     return record
+
+
+def _check_same_settings(rec: dict, run: Run, epochs: int) -> None:
+    """A finished run is reused only for the settings it was trained with."""
+    saved = json.loads(json.dumps(rec.get("params", {}), default=str))
+    asked = json.loads(json.dumps(run.params, default=str))
+    # Settings named by both must agree; a label the caller leaves out is no conflict.
+    diff = {k: (saved[k], asked[k]) for k in set(saved) & set(asked) if saved[k] != asked[k]}
+    if rec.get("epochs") != epochs:
+        diff["epochs"] = (rec.get("epochs"), epochs)
+    if diff:
+        changes = ", ".join(f"{k}: {a!r} -> {b!r}" for k, (a, b) in sorted(diff.items()))
+        raise ValueError(
+            f"run {run.label} ({run.profile}) finished before with other settings ({changes}). "
+            "Pass force=True to retrain it, or give the new settings another run name."
+        )
 
 
 def _fill(record: dict, history: list, elapsed: float, status: str, epochs: Optional[int]) -> None:

@@ -132,3 +132,15 @@ def test_evaluate_top5_and_predict(loaders):
     assert 0 <= ev["top1"] <= ev["top5"] <= 100 and ev["n"] == 100
     logits = train.predict_logits(net, te, device="cpu")
     assert logits.shape == (100, 10)
+
+
+def test_finished_run_with_other_settings_is_not_reused_silently(loaders):
+    tr, te = loaders
+    train.fit(_net(), tr, te, epochs=1, run=train.Run("unit", "cfg", "smoke", params={"lr": 0.1}), log="off")
+    with pytest.raises(ValueError, match="lr: 0.1 -> 0.2"):
+        train.fit(_net(), tr, te, epochs=1, run=train.Run("unit", "cfg", "smoke", params={"lr": 0.2}), log="off")
+    with pytest.raises(ValueError, match="epochs: 1 -> 2"):
+        train.fit(_net(), tr, te, epochs=2, run=train.Run("unit", "cfg", "smoke", params={"lr": 0.1}), log="off")
+    rec = train.fit(_net(), tr, te, epochs=2, run=train.Run("unit", "cfg", "smoke", params={"lr": 0.2}),
+                    force=True, log="off")
+    assert rec["epochs_done"] == 2
