@@ -314,6 +314,13 @@ def prune_magnitude(model: nn.Module, amount: float, scope: str = "global") -> n
         raise ValueError("model has no Conv/Linear layers to prune")
     if amount == 0:
         return model
+    # torch's pruning flattens weights and masks with .view(-1), which fails on a model
+    # in channels-last layout (fit may train in it): return to the default layout first,
+    # including the masked ``weight`` that pruning keeps as a plain attribute.
+    model.to(memory_format=torch.contiguous_format)
+    for m in layers:
+        if hasattr(m, "weight_mask"):
+            m.weight = m.weight_orig * m.weight_mask
     if scope == "global":
         prune.global_unstructured(
             [(m, "weight") for m in layers], pruning_method=prune.L1Unstructured, amount=amount
