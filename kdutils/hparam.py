@@ -16,6 +16,8 @@ from typing import Any, Iterable, Mapping, Optional, Sequence, Union
 
 import numpy as np
 
+from .results import get_field
+
 SeedLike = Union[int, np.random.Generator, None]
 
 
@@ -83,15 +85,10 @@ def _get(rec: Mapping, key: str) -> Any:
     ``rec["params"]`` so that flat dicts and records both work."""
     if key in rec:
         return rec[key]
-    cur: Any = rec
-    for k in key.split("."):
-        if not isinstance(cur, Mapping) or k not in cur:
-            cur = None
-            break
-        cur = cur[k]
-    if cur is None and "." not in key and isinstance(rec.get("params"), Mapping):
+    value = get_field(rec, key)
+    if value is None and "." not in key and isinstance(rec.get("params"), Mapping):
         return rec["params"].get(key)
-    return cur
+    return value
 
 
 def _score(rec: Mapping, metric: str) -> Optional[float]:
