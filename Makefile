@@ -30,17 +30,17 @@ test: venv
 
 # The reports are exported also when a notebook failed; the failure still fails the target.
 figures: venv
-	$(BIN)/python -m kdutils.run_notebooks --profile $(PROFILE); status=$$?; \
+	$(BIN)/python -m kdutils.tools.run_notebooks --profile $(PROFILE); status=$$?; \
 	$(MAKE) report PROFILE=$(PROFILE) && exit $$status
 
 report: venv
-	$(BIN)/python -m kdutils.report --profile $(PROFILE)
+	$(BIN)/python -m kdutils.tools.report --profile $(PROFILE)
 
 bench: venv
 	$(BIN)/python bench/run_all.py
 
 sweep: venv
-	$(BIN)/python -m kdutils.sweep notebooks/03_cifar10_resnet18_kd.ipynb --part part3 --profile $(PROFILE) \
+	$(BIN)/python -m kdutils.tools.sweep notebooks/part3_cifar10_resnet18_kd.ipynb --part part3 --profile $(PROFILE) \
 		--name part3-sweep --grid T=2,5,10,20 lam=0.1,0.3,0.5,0.9
 
 lab: venv
@@ -48,7 +48,7 @@ lab: venv
 
 # Remove outputs and execution counts from every notebook (git keeps them clean).
 strip: venv
-	$(BIN)/python -m kdutils.nbclean notebooks/*.ipynb
+	$(BIN)/python -m kdutils.tools.nbclean notebooks/*.ipynb
 
 clean:
 	rm -rf runs/ reports/*.pdf figures/*.png

@@ -1,4 +1,4 @@
-"""Benchmark 3: the overhead of knowledge distillation in ``kdutils.train.fit``.
+"""Benchmark 3: the overhead of knowledge distillation in ``kdutils.core.train.fit``.
 
 A KD epoch (``fit`` with ``KDLoss`` and a teacher) against what it cannot avoid doing: a
 plain training epoch of the same student (``fit`` with cross-entropy) plus one inference
@@ -12,12 +12,12 @@ from __future__ import annotations
 
 import copy
 
+import common
 import torch
 
-import common
-from kdutils.losses import KDLoss
+from kdutils.core.train import autocast_context, fit, resolve_device, training_settings
+from kdutils.distill.objectives import KDLoss
 from kdutils.models import build_model
-from kdutils.train import autocast_context, fit, resolve_device, training_settings
 
 LR = 0.01
 TEACHER, STUDENT = ("resnet20", {}), ("student_cnn", {"pool_stride": 2})

@@ -17,14 +17,14 @@ not counted). Each candidate reads whole epochs; candidates alternate round by r
 """
 from __future__ import annotations
 
+import common
 import torch
 from PIL import Image
 from torch.utils.data import DataLoader, Dataset
 from torchvision import transforms as T
 
-import common
-from kdutils.data import NORMALIZATION
-from kdutils.loader import GpuLoader
+from kdutils.core.data import NORMALIZATION
+from kdutils.core.loader import GpuLoader
 
 
 class PILImages(Dataset):

@@ -1,4 +1,4 @@
-"""Benchmark 2: the efficiency of ``kdutils.train.fit``'s training loop.
+"""Benchmark 2: the efficiency of ``kdutils.core.train.fit``'s training loop.
 
 An epoch of ``fit`` (no test loader, ``log="off"``) against a minimal hand-written loop
 (forward, cross-entropy, backward, optimizer step; nothing else) on the same model, the
@@ -13,12 +13,18 @@ from __future__ import annotations
 
 import copy
 
+import common
 import torch
 from torch import nn
 
-import common
+from kdutils.core.train import (
+    autocast_context,
+    fit,
+    make_optimizer,
+    resolve_device,
+    training_settings,
+)
 from kdutils.models import build_model
-from kdutils.train import autocast_context, fit, make_optimizer, resolve_device, training_settings
 
 LR = 0.01
 

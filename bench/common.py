@@ -2,7 +2,7 @@
 
 Shared machines are noisy: another process can take a core for seconds, so one absolute
 time means little. The benchmarks therefore time the candidates of a comparison **side by
-side** with ``kdutils.train.time_interleaved``: round after round, each candidate runs once,
+side** with ``kdutils.core.train.time_interleaved``: round after round, each candidate runs once,
 in an order that alternates (A B, B A, A B, ...), and a comparison is summarised by the
 median over rounds of the per-round ratio (both candidates of a round saw about the same
 load), with the lowest and highest per-round ratio beside it.
@@ -31,9 +31,9 @@ if str(REPO_ROOT) not in sys.path:  # run from a checkout without `pip install -
 
 import torch  # noqa: E402
 
-from kdutils import data as D  # noqa: E402
-from kdutils.profiles import runs_dir, shared_data_dir  # noqa: E402
-from kdutils.train import time_interleaved  # noqa: E402
+from kdutils.core import data as D  # noqa: E402
+from kdutils.core.profiles import runs_dir, shared_data_dir  # noqa: E402
+from kdutils.core.train import time_interleaved  # noqa: E402
 
 CLOCKS = {"wall": time.perf_counter, "cpu": time.process_time}
 #: The clock that ``timed`` reads (set by ``configure``).
@@ -93,7 +93,7 @@ def median(values: List[float]) -> float:
 # --------------------------------------------------------------------------- data
 def cifar10_train(n: Optional[int] = None):
     """CIFAR-10 training images: ``../shared/data/cifar10`` when present (through
-    ``kdutils.data.load_dataset``), else generated images of the same shape. Returns
+    ``kdutils.core.data.load_dataset``), else generated images of the same shape. Returns
     ``(ImageSet, source)``; ``n`` keeps ``n / 10`` images of each class."""
     root = shared_data_dir()
     if root is not None and (root / "cifar10" / "train").is_dir():

@@ -13,7 +13,7 @@ A last column does the same with the throughput measured on this machine by
 ``bench_precision.py`` (ResNet-18 training steps in ``fit``'s chosen setting), when that has run.
 
 The workloads follow the full profiles of the notebooks (their ``SETTINGS`` and
-``kdutils.recipes``); where the count of images of a data set is not in the code it is
+``kdutils.parts.part1``); where the count of images of a data set is not in the code it is
 stated below.
 
     python bench/projection.py
@@ -25,11 +25,12 @@ from dataclasses import dataclass
 from typing import Optional
 
 import common  # first: puts the repository on sys.path
-from kdutils import cifar10_kd, kd_tasks
+
 from kdutils.models import build_model, count_flops
 from kdutils.models.cifar_resnet import ABLATION_PATH
 from kdutils.models.mobile import match_width
-from kdutils.recipes import CIFAR100_RECIPE
+from kdutils.parts import part2, part3
+from kdutils.parts.part1 import CIFAR100_RECIPE
 
 #: Assumed sustained throughput: this fraction of the dense bf16 peak (FLOP/s).
 UTILISATION = 0.35
@@ -60,10 +61,10 @@ def full_profile_jobs() -> list:
     """The full profile's training runs of every part."""
     c100 = CIFAR100_RECIPE["full"]["epochs"]
     jobs = [Job("part1", e["name"], (e["model"], 100, e["options"]), CIFAR_TRAIN, c100) for e in ABLATION_PATH]
-    for e in kd_tasks.part2_plan("wrn_40_2", "wrn_16_2", 0.9, 4.0).values():  # notebook 02's full pair
+    for e in part2.part2_plan("wrn_40_2", "wrn_16_2", 0.9, 4.0).values():  # notebook 02's full pair
         teacher = (e.teacher.arch, 100, {}) if e.teacher is not None else None
         jobs.append(Job("part2", e.key, (e.arch, 100, {}), CIFAR_TRAIN, c100, teacher=teacher))
-    p3 = cifar10_kd.SETTINGS["full"]
+    p3 = part3.SETTINGS["full"]
     teacher8x8 = ("resnet18_cifar_8x8", 10, {"weights": None})
     student = ("student_cnn", 10, {"pool_stride": p3["pool_stride"]})
     jobs += [

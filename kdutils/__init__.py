@@ -2,17 +2,17 @@
 
 One module per concern:
 
-- ``kdutils.profiles``  smoke / quick / full profiles, data and output locations
-- ``kdutils.data``      CIFAR (torchvision), image-folder trees, caches, synthetic data
-- ``kdutils.loader``    fast batched augmentation from an in-memory uint8 tensor
+- ``kdutils.core.profiles``  smoke / quick / full profiles, data and output locations
+- ``kdutils.core.data``      CIFAR (torchvision), image-folder trees, caches, synthetic data
+- ``kdutils.core.loader``    fast batched augmentation from an in-memory uint8 tensor
 - ``kdutils.models``    model registry, parameter / FLOP counting
-- ``kdutils.losses``    KD, Hinton KD, Tf-KD, PS-KD, LwF losses
-- ``kdutils.train``     ``fit`` / ``evaluate`` with checkpoints, resume, budgets, AMP
-- ``kdutils.results``   one JSON record per run, tables from records
-- ``kdutils.plots``     figures saved under ``figures/``
-- ``kdutils.fileio``    atomic writes (checkpoints, caches, records, CSVs)
+- ``kdutils.distill.objectives``    KD, Hinton KD, Tf-KD, PS-KD, LwF losses
+- ``kdutils.core.train``     ``fit`` / ``evaluate`` with checkpoints, resume, budgets, AMP
+- ``kdutils.core.records``   one JSON record per run, tables from records
+- ``kdutils.core.plots``     figures saved under ``figures/``
+- ``kdutils.core.fileio``    atomic writes (checkpoints, caches, records, CSVs)
 - ``kdutils.compress``  pruning, quantization, model sizes, leaderboard CSV
-- ``kdutils.hparam`` / ``kdutils.sweep``  log-uniform search; papermill sweeps
+- ``kdutils.core.hparam`` / ``kdutils.tools.sweep``  log-uniform search; papermill sweeps
 
 Part-specific wiring (kept out of the notebooks, tested): ``recipes`` and ``ablation``
 (part 1), ``kd_tasks`` (part 2), ``cifar10_kd`` (part 3), ``faces`` and ``lwf`` (part 4),

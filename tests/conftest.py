@@ -29,7 +29,7 @@ def shared_data():
 @pytest.fixture
 def tiny_cifar(tmp_path):
     """A synthetic CIFAR-10 in torchvision's pickle format: (root, train ImageSet, test ImageSet)."""
-    from kdutils import data
+    from kdutils.core import data
 
     root = data.make_cifar_pickles(tmp_path / "cifar", "cifar10", n_train=200, n_test=100)
     tr = data.load_cifar("cifar10", root, train=True, check_md5=False)

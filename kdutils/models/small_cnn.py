@@ -31,7 +31,6 @@ inference time.
 """
 from __future__ import annotations
 
-
 import torch
 from torch import nn
 

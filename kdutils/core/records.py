@@ -1,0 +1,157 @@
+"""One JSON record per training run, and tables built from records.
+
+A record lives at ``results/<profile>/<part>/<run>.json`` and is written atomically
+(temporary file + ``os.replace``), so a crash never leaves half a file. A record whose
+``status`` is ``"complete"`` or ``"budget"`` (stopped by the wall-clock budget) counts
+as finished: re-running skips it unless forced.
+"""
+from __future__ import annotations
+
+import json
+import platform
+import re
+import time
+from pathlib import Path
+from typing import Any, Iterable, Mapping, Optional
+
+from kdutils.core.fileio import atomic_write_json as _write_json
+from kdutils.core.profiles import results_dir
+
+FINISHED = ("complete", "budget")
+_NAME_RE = re.compile(r"^[A-Za-z0-9_.=+-]+$")
+
+
+def check_name(name: str, what: str = "run name") -> str:
+    if not isinstance(name, str) or not _NAME_RE.match(name):
+        raise ValueError(
+            f"{what} {name!r} may only use letters, digits and _ . = + - "
+            "(it becomes a file name)"
+        )
+    return name
+
+
+def record_path(part: str, run: str, profile: str, root: Optional[Path] = None) -> Path:
+    check_name(part, "part")
+    check_name(run)
+    return Path(root or results_dir()) / profile / part / f"{run}.json"
+
+
+def _jsonable(v: Any):
+    try:
+        import numpy as np
+        import torch
+
+        if isinstance(v, torch.Tensor):
+            return v.detach().cpu().tolist()
+        if isinstance(v, np.generic):
+            return v.item()
+        if isinstance(v, np.ndarray):
+            return v.tolist()
+    except ImportError:  # pragma: no cover
+        pass
+    if isinstance(v, Path):
+        return str(v)
+    if isinstance(v, (set, tuple)):
+        return list(v)
+    return str(v)
+
+
+def environment() -> dict:
+    import torch
+
+    dev = "cpu"
+    if torch.cuda.is_available():
+        dev = torch.cuda.get_device_name(0)
+    return {
+        "torch": torch.__version__,
+        "python": platform.python_version(),
+        "host_device": dev,
+        "cpu_threads": torch.get_num_threads(),
+    }
+
+
+def new_record(part: str, run: str, profile: str, params: Optional[Mapping] = None, **extra) -> dict:
+    rec = {
+        "part": check_name(part, "part"),
+        "run": check_name(run),
+        "profile": profile,
+        "status": "running",
+        "params": dict(params or {}),
+        "created": time.strftime("%Y-%m-%dT%H:%M:%S"),
+        **environment(),
+    }
+    rec.update(extra)
+    return rec
+
+
+def atomic_write_json(path: Path, data: Mapping) -> None:
+    """Write JSON atomically; tensors, numpy values and paths become plain JSON values."""
+    _write_json(path, data, default=_jsonable)
+
+
+def save_record(record: Mapping, root: Optional[Path] = None) -> Path:
+    path = record_path(record["part"], record["run"], record["profile"], root)
+    atomic_write_json(path, record)
+    return path
+
+
+def load_record(part: str, run: str, profile: str, root: Optional[Path] = None) -> Optional[dict]:
+    path = record_path(part, run, profile, root)
+    if not path.exists():
+        return None
+    with open(path) as f:
+        return json.load(f)
+
+
+def is_finished(record: Optional[Mapping]) -> bool:
+    return bool(record) and record.get("status") in FINISHED
+
+
+def load_records(part: str, profile: str, root: Optional[Path] = None) -> list[dict]:
+    """All records of one part and profile, sorted by creation time."""
+    folder = Path(root or results_dir()) / profile / check_name(part, "part")
+    out = []
+    for p in sorted(folder.glob("*.json")):
+        with open(p) as f:
+            out.append(json.load(f))
+    return sorted(out, key=lambda r: (r.get("created", ""), r["run"]))
+
+
+def get_field(rec: Mapping, key: str):
+    """The value at dotted ``key`` (``a.b.c`` looks into nested dicts, e.g. ``params.alpha``
+    or ``best.test_top1``); None when any step is missing. ``a|b`` takes the first
+    alternative that is present (records of different kinds in one table column)."""
+    for alternative in key.split("|"):
+        cur: Any = rec
+        for k in alternative.split("."):
+            if not isinstance(cur, Mapping) or k not in cur:
+                cur = None
+                break
+            cur = cur[k]
+        if cur is not None:
+            return cur
+    return None
+
+
+def records_table(records: Iterable[Mapping], columns: Mapping[str, str], index: Optional[str] = None):
+    """A pandas DataFrame with one row per record.
+
+    ``columns`` maps a column title to a dotted key into the record, e.g.
+    ``{"params": "n_params", "best top-1": "best.test_top1"}``.
+    """
+    import pandas as pd
+
+    rows = [{title: get_field(r, key) for title, key in columns.items()} for r in records]
+    df = pd.DataFrame(rows, columns=list(columns))
+    if index:
+        df = df.set_index(index)
+    return df
+
+
+def table_markdown(df, floatfmt: str = ".2f", **tabulate_options) -> str:
+    """A Markdown table (for the README and the notes); ``tabulate_options`` go to tabulate
+    (e.g. ``disable_numparse=True`` keeps already formatted text cells as they are)."""
+    try:
+        return df.to_markdown(floatfmt=floatfmt, **tabulate_options)
+    except ImportError:  # tabulate missing
+        return df.to_string()

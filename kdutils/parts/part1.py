@@ -1,0 +1,405 @@
+"""Part 1: the fixed CIFAR-100 training framework (shared with part 2) and the architecture ablation."""
+
+from __future__ import annotations
+
+import math
+import re
+import statistics
+import time
+from typing import Mapping, Optional, Sequence
+
+import torch
+from torch import nn
+
+from kdutils.core import data as D
+from kdutils.core import records as R
+from kdutils.core.loader import loaders_for
+from kdutils.core.profiles import Setup
+from kdutils.core.train import (
+    Run,
+    autocast_context,
+    fit,
+    make_optimizer,
+    resolve_amp,
+    resolve_channels_last,
+    resolve_device,
+)
+from kdutils.distill.objectives import CrossEntropy
+from kdutils.models import build_model, count_flops, count_params
+
+# =========================================================================== recipes
+#: One recipe per profile; identical for every model of the ablation.
+CIFAR100_RECIPE = {
+    "full": dict(epochs=100, batch_size=128, optimizer="sgd", lr=0.1, momentum=0.9, nesterov=True,
+                 weight_decay=5e-4, schedule="cosine", warmup_epochs=1, label_smoothing=0.1,
+                 padding=4, flip=True, cutout=8, amp="auto", budget_s=2 * 3600,
+                 train_per_class=None, test_per_class=None),
+    "quick": dict(epochs=4, batch_size=64, optimizer="sgd", lr=0.05, momentum=0.9, nesterov=True,
+                  weight_decay=5e-4, schedule="cosine", warmup_epochs=0, label_smoothing=0.1,
+                  padding=4, flip=True, cutout=8, amp="auto", budget_s=2 * 3600,
+                  train_per_class=30, test_per_class=10),
+    "smoke": dict(epochs=1, batch_size=32, optimizer="sgd", lr=0.05, momentum=0.9, nesterov=True,
+                  weight_decay=5e-4, schedule="cosine", warmup_epochs=0, label_smoothing=0.1,
+                  padding=4, flip=True, cutout=8, amp="auto", budget_s=2 * 3600,
+                  train_per_class=None, test_per_class=None),
+}
+
+#: What each recipe key means (for the notebook's and README's framework table).
+RECIPE_DOC = {
+    "epochs": "training epochs",
+    "batch_size": "images per step",
+    "optimizer": "optimizer",
+    "lr": "peak learning rate",
+    "momentum": "momentum",
+    "nesterov": "Nesterov momentum",
+    "weight_decay": "L2 weight decay",
+    "schedule": "learning-rate schedule (per step)",
+    "warmup_epochs": "linear warm-up epochs",
+    "label_smoothing": "label smoothing of the CE loss",
+    "padding": "random crop: zero padding (px)",
+    "flip": "random horizontal flip",
+    "cutout": "cutout square side (px)",
+    "amp": "mixed precision (auto: bf16 on CUDA; on CPU the measured faster of fp32/bf16)",
+    "budget_s": "wall-clock budget per run (s)",
+    "train_per_class": "training images per class (None: all)",
+    "test_per_class": "test images per class (None: all)",
+}
+
+
+def recipe_for(setup: Setup, **overrides) -> dict:
+    """The profile's recipe with the non-None ``overrides`` applied."""
+    recipe = dict(CIFAR100_RECIPE[setup.profile])
+    unknown = set(overrides) - set(recipe)
+    if unknown:
+        raise ValueError(f"unknown recipe keys {sorted(unknown)}; known: {sorted(recipe)}")
+    recipe.update({k: v for k, v in overrides.items() if v is not None})
+    return recipe
+
+
+def recipe_table(recipe: dict):
+    """The recipe as a two-column DataFrame (setting, value)."""
+    import pandas as pd
+
+    return pd.DataFrame([(RECIPE_DOC.get(k, k), v) for k, v in recipe.items()], columns=["setting", "value"])
+
+
+def cifar_sets(name: str, setup: Setup, train_per_class: Optional[int] = None,
+               test_per_class: Optional[int] = None):
+    """Train and test :class:`~kdutils.core.data.ImageSet` for the setup's profile.
+
+    Smoke: generated pickles (``data.smoke_root``). Otherwise ``setup.data_root`` holding
+    torchvision's pickles or ``<name>/{train,test}/<class>/*.png``. The full profile
+    downloads the official archive with torchvision when neither is there (e.g. on Colab).
+    """
+    if setup.data_root is None:
+        root, check = D.smoke_root(name), False
+    else:
+        root, check = setup.data_root, True
+    download = setup.profile == "full" and not D.has_cifar(name, root)
+    tr = D.load_dataset(name, root, "train", check_md5=check, download=download)
+    te = D.load_dataset(name, root, "test", check_md5=check, download=download)
+    if train_per_class:
+        tr = tr.per_class(train_per_class)
+    if test_per_class:
+        te = te.per_class(test_per_class)
+    return tr, te
+
+
+def cifar_loaders(name: str, train_set, test_set, recipe: dict, seed: int = 0, device="auto"):
+    mean, std = D.NORMALIZATION[name]
+    return loaders_for(train_set, test_set, recipe["batch_size"], mean, std, device=device,
+                       padding=recipe["padding"], flip=recipe["flip"], cutout=recipe["cutout"], seed=seed)
+
+
+def train_with_recipe(model, run: Run, recipe: dict, train_loader, test_loader, objective=None,
+                      teacher=None, force: bool = False, seed: int = 0, **fit_kwargs) -> dict:
+    """``fit`` with the recipe's fixed hyper-parameters (the one framework of parts 1-2).
+
+    ``objective`` defaults to cross-entropy with the recipe's label smoothing. The record
+    stores the recipe under ``recipe``.
+    """
+    objective = objective if objective is not None else CrossEntropy(recipe["label_smoothing"])
+    extra = dict(fit_kwargs.pop("extra", None) or {}, recipe=recipe)
+    return fit(model, train_loader, test_loader, epochs=recipe["epochs"], objective=objective, teacher=teacher,
+               optimizer=recipe["optimizer"], lr=recipe["lr"], momentum=recipe["momentum"],
+               nesterov=recipe["nesterov"], weight_decay=recipe["weight_decay"], schedule=recipe["schedule"],
+               warmup_epochs=recipe["warmup_epochs"], amp=recipe["amp"], budget_s=recipe["budget_s"],
+               run=run, force=force, seed=seed, extra=extra, **fit_kwargs)
+
+
+# =========================================================================== ablation
+# --------------------------------------------------------------------------- rows
+def run_name(entry: Mapping, width_mult: float = 1.0) -> str:
+    """The record/checkpoint name of a path entry trained at ``width_mult``.
+
+    ``"SE-WRN-28-8 (proposal)"`` at full width is ``se-wrn-28-8-proposal``; narrowed copies
+    get a suffix (``..._w0.25``) so that they never share a checkpoint with the full model.
+    """
+    slug = re.sub(r"[^a-z0-9]+", "-", entry["name"].lower()).strip("-")
+    return slug if width_mult == 1 else f"{slug}_w{width_mult:g}"
+
+
+def select_entries(path: Sequence[Mapping], models: str = "") -> list:
+    """The entries of ``path`` named in the comma list ``models`` (all when it is empty).
+
+    A name matches an entry's display name, its run name (:func:`run_name`) or its registry
+    model name, case-insensitively. The path's order is kept, whatever the list's order.
+    """
+    wanted = {m.strip().lower() for m in models.split(",") if m.strip()}
+    if not wanted:
+        return list(path)
+
+    def names(entry):
+        return {entry["name"].lower(), run_name(entry), entry["model"].lower()}
+
+    unknown = sorted(w for w in wanted if not any(w in names(e) for e in path))
+    if unknown:
+        raise ValueError(
+            f"models={models!r}: no ablation row called {', '.join(unknown)}; use a comma list of "
+            f"{', '.join(run_name(e) for e in path)} (or leave it empty for every row)")
+    return [e for e in path if wanted & names(e)]
+
+
+def path_records(path: Sequence[Mapping], part: str, profile: str, width_mult: float = 1.0) -> dict:
+    """``{entry name: record or None}``: the stored record of every row trained at ``width_mult``."""
+    return {e["name"]: R.load_record(part, run_name(e, width_mult), profile) for e in path}
+
+
+# --------------------------------------------------------------------------- costs
+def architecture_costs(path: Sequence[Mapping], num_classes: int = 100, input_size=(1, 3, 32, 32)):
+    """Parameters and forward FLOPs per image of every entry's full-width model.
+
+    Returns a DataFrame indexed by entry name with integer columns ``params`` and ``flops``
+    (1 multiply-add = 2 FLOPs, see :func:`kdutils.models.count_flops`).
+    """
+    import pandas as pd
+
+    rows = {}
+    for entry in path:
+        model = build_model(entry["model"], num_classes, **entry["options"])
+        rows[entry["name"]] = {"params": count_params(model), "flops": count_flops(model, input_size)}
+    return pd.DataFrame.from_dict(rows, orient="index")
+
+
+# --------------------------------------------------------------------------- run-time projection
+def _synchronize(device: torch.device) -> None:
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)
+
+
+def time_train_step(model: nn.Module, recipe: Mapping, batch_size: int, steps: int = 3, warmup: int = 1,
+                    num_classes: int = 100, input_size=(3, 32, 32), device="auto") -> float:
+    """Median wall time (s) of one optimisation step of ``model`` on random data.
+
+    The step is the one ``fit`` takes under ``recipe`` (its optimizer, mixed precision and
+    channels-last layout on the device): forward, label-smoothed cross-entropy, backward,
+    optimizer step. ``warmup`` untimed steps come first (allocations, kernel choice). The
+    model's weights change: time a throwaway copy. Data loading is not included (the
+    :class:`~kdutils.core.loader.GpuLoader` makes batches on the device at small cost).
+    """
+    if not isinstance(batch_size, int) or batch_size < 1:
+        raise ValueError(f"batch_size must be a positive int, got {batch_size!r}")
+    if not isinstance(steps, int) or steps < 1 or warmup < 0:
+        raise ValueError(f"need steps >= 1 and warmup >= 0, got steps={steps!r}, warmup={warmup!r}")
+    dev = resolve_device(device)
+    dtype = resolve_amp(recipe.get("amp", "auto"), dev)
+    model.to(dev).train()
+    memory_format = torch.channels_last if resolve_channels_last("auto", dev) else torch.contiguous_format
+    model.to(memory_format=memory_format)
+    opt = make_optimizer(model.parameters(), recipe["optimizer"], recipe["lr"], recipe["momentum"],
+                         recipe["weight_decay"], recipe["nesterov"])
+    x = torch.randn(batch_size, *input_size, device=dev).contiguous(memory_format=memory_format)
+    y = torch.randint(0, num_classes, (batch_size,), device=dev)
+    smoothing = recipe.get("label_smoothing", 0.0)
+    times = []
+    for i in range(warmup + steps):
+        _synchronize(dev)
+        t0 = time.perf_counter()
+        with autocast_context(dev, dtype):
+            out = model(x)
+        loss = nn.functional.cross_entropy(out.float(), y, label_smoothing=smoothing)
+        opt.zero_grad(set_to_none=True)
+        loss.backward()
+        opt.step()
+        _synchronize(dev)
+        if i >= warmup:
+            times.append(time.perf_counter() - t0)
+    return statistics.median(times)
+
+
+def projected_seconds(step_seconds: float, timed_batch: int, batch_size: int, train_images: int,
+                      epochs: int) -> float:
+    """Training seconds of ``epochs`` epochs over ``train_images`` at ``batch_size``, from
+    one step timed at ``timed_batch``.
+
+    A step at ``batch_size`` is taken to cost ``batch_size / timed_batch`` timed steps
+    (exact on a saturated CPU; on a GPU a small timed batch under-uses the device, so the
+    projection errs on the long side). An epoch has ``train_images // batch_size`` steps
+    (the training loader drops the last incomplete batch).
+    """
+    for what, v in (("step_seconds", step_seconds), ("timed_batch", timed_batch), ("batch_size", batch_size),
+                    ("train_images", train_images), ("epochs", epochs)):
+        if not v > 0:
+            raise ValueError(f"{what} must be > 0, got {v!r}")
+    steps_per_epoch = train_images // batch_size
+    return step_seconds * (batch_size / timed_batch) * steps_per_epoch * epochs
+
+
+def project_full_runs(path: Sequence[Mapping], recipe: Mapping, train_images: int,
+                      timing_batch: Optional[int] = None, steps: int = 3, warmup: int = 1,
+                      num_classes: int = 100, device="auto"):
+    """Projected training time of each full-width entry under ``recipe`` on this device.
+
+    Times ``steps`` optimisation steps at ``timing_batch`` images (default: the recipe's
+    batch size; smaller keeps the CPU profiles fast) and multiplies out with
+    :func:`projected_seconds`. Returns a DataFrame indexed by entry name: ``timed batch``,
+    ``s/step (timed)``, ``projected min/epoch``, ``projected h`` and ``within budget``
+    (against ``recipe["budget_s"]``; ``None`` when the recipe has no budget).
+    """
+    import pandas as pd
+
+    batch = timing_batch or recipe["batch_size"]
+    budget_s = recipe.get("budget_s")
+    rows = {}
+    for entry in path:
+        model = build_model(entry["model"], num_classes, **entry["options"])
+        step = time_train_step(model, recipe, batch, steps, warmup, num_classes, device=device)
+        total = projected_seconds(step, batch, recipe["batch_size"], train_images, recipe["epochs"])
+        rows[entry["name"]] = {
+            "timed batch": batch,
+            "s/step (timed)": step,
+            "projected min/epoch": total / recipe["epochs"] / 60,
+            "projected h": total / 3600,
+            "within budget": None if budget_s is None else total <= budget_s,
+        }
+        del model
+    return pd.DataFrame.from_dict(rows, orient="index")
+
+
+# --------------------------------------------------------------------------- table
+#: Training columns of the ablation table: title -> dotted key into a record.
+RECORD_COLUMNS = {
+    "width": "width_mult",
+    "trained params (M)": "n_params",
+    "status": "status",
+    "epochs done": "epochs_done",
+    "epochs": "epochs",
+    "train min": "train_seconds",
+    "in budget": "within_budget",
+    "best top-1": "best.test_top1",
+    "last top-1": "last.test_top1",
+    "best top-5": "best.test_top5",
+    "last top-5": "last.test_top5",
+}
+
+
+def ablation_table(path: Sequence[Mapping], records: Mapping[str, Optional[Mapping]], costs):
+    """One row per path entry, in path order.
+
+    ``records`` maps entry names to run records (``None`` or missing: not run yet);
+    ``costs`` is :func:`architecture_costs`' DataFrame. Columns: ``change``, full-width
+    ``params (M)`` and ``GFLOPs`` (forward, per image), the trained ``width`` and
+    ``trained params (M)``, ``status`` (``not run`` without a record), ``epochs``
+    (done/planned), ``train min``, ``in budget``, best and last top-1 / top-5, and
+    ``Δ last top-1``: the change of the last-epoch top-1 against the row above, in points
+    (empty when either row is not measured). The last epoch is compared, not the best,
+    because the best is picked on the test set.
+    """
+    import pandas as pd
+
+    names = [e["name"] for e in path]
+    df = R.records_table([records.get(n) or {} for n in names], RECORD_COLUMNS)
+    df.index = names
+    df.insert(0, "change", [e["change"] for e in path])
+    df.insert(1, "params (M)", [costs.loc[n, "params"] / 1e6 for n in names])
+    df.insert(2, "GFLOPs", [costs.loc[n, "flops"] / 1e9 for n in names])
+    df["trained params (M)"] = df["trained params (M)"].astype(float) / 1e6
+    df["status"] = df["status"].fillna("not run")
+    done = df.pop("epochs done")
+    df["epochs"] = [None if pd.isna(p) else f"{int(d)}/{int(p)}" for d, p in zip(done, df["epochs"])]
+    df["train min"] = df["train min"].astype(float) / 60
+    df["Δ last top-1"] = df["last top-1"].astype(float).diff()
+    return df
+
+
+# --------------------------------------------------------------------------- prose
+def sampling_noise(top1: float, n_test: int) -> float:
+    """Two standard errors (points) of the difference of two accuracies near ``top1`` (%),
+    each measured on ``n_test`` images: ``2 * sqrt(2 p (1 - p) / n)``.
+
+    A rough 95 % band from test-set sampling alone; seed-to-seed training variation comes
+    on top, so a difference inside it says nothing about which architecture is better.
+    """
+    if n_test < 1:
+        raise ValueError(f"n_test must be >= 1, got {n_test!r}")
+    p = min(max(top1 / 100, 0.0), 1.0)
+    return 200 * math.sqrt(2 * p * (1 - p) / n_test)
+
+
+def ablation_summary(table, n_test: int, target_top1: float = 82.0, param_budget: int = 30_000_000,
+                     caveat: Optional[str] = None) -> str:
+    """Markdown sentences generated from :func:`ablation_table`, true whatever the numbers.
+
+    One bullet per measured step (the change, its effect on the last-epoch top-1, whether
+    that exceeds :func:`sampling_noise` for ``n_test`` test images, and the cost in
+    parameters and FLOPs); then the largest gain and loss beyond that noise, first row to
+    last row, and the last row (the proposal) against the target: top-1, parameter limit,
+    wall-clock budget. ``caveat`` (e.g. "these are quick-profile numbers") comes first, in bold.
+    """
+    out = [f"**{caveat}**", ""] if caveat else []
+    last = table["last top-1"].astype(float)
+    if last.isna().all():
+        return "\n".join(out + ["No row of the ablation has a record yet in this profile, so there is "
+                                "nothing to argue from: run the training cell first."])
+    names = list(table.index)
+    steps = []
+    for prev, name in zip(names, names[1:]):
+        delta = table.loc[name, "Δ last top-1"]
+        if math.isnan(delta):
+            continue
+        a, b = last[prev], last[name]
+        noise = sampling_noise((a + b) / 2, n_test)
+        verdict = (f"inside the ±{noise:.1f}-point sampling noise of {n_test} test images" if abs(delta) < noise
+                   else ("a gain" if delta > 0 else "a loss") + f" beyond the ±{noise:.1f}-point sampling noise")
+        steps.append((name, delta, abs(delta) >= noise))
+        out.append(f"- **{name}** ({table.loc[name, 'change']}): last-epoch top-1 {a:.2f}% → {b:.2f}% "
+                   f"({delta:+.2f} points, {verdict}), at {_ratio(table, name, prev, 'params (M)')} the "
+                   f"parameters and {_ratio(table, name, prev, 'GFLOPs')} the FLOPs of {prev}.")
+    if not steps:
+        out += ["- No two consecutive rows are both measured, so no single change can be assessed yet.", ""]
+    else:
+        out.append("")
+        gains = [s for s in steps if s[1] > 0 and s[2]]
+        losses = [s for s in steps if s[1] < 0 and s[2]]
+        if gains:
+            best = max(gains, key=lambda s: s[1])
+            out.append(f"The largest gain beyond noise came from **{best[0]}** ({best[1]:+.2f} points).")
+        if losses:
+            worst = min(losses, key=lambda s: s[1])
+            out.append(f"The largest loss beyond noise came from **{worst[0]}** ({worst[1]:+.2f} points).")
+        if not gains and not losses:
+            out.append("No single change moved top-1 beyond the sampling noise.")
+    first, final = names[0], names[-1]
+    if len(names) > 1 and not math.isnan(last[first]) and not math.isnan(last[final]):
+        out.append(f"From {first} to {final}: {last[final] - last[first]:+.2f} points of last-epoch top-1 "
+                   f"({last[first]:.2f}% → {last[final]:.2f}%) for {_ratio(table, final, first, 'params (M)')} "
+                   f"the parameters and {_ratio(table, final, first, 'GFLOPs')} the FLOPs.")
+    if not math.isnan(last[final]):
+        row = table.loc[final]
+        params = row["params (M)"] * 1e6
+        out.append(
+            f"{final}: {params / 1e6:.1f}M parameters ({'under' if params < param_budget else 'over'} the "
+            f"{param_budget / 1e6:.0f}M limit), best top-1 {row['best top-1']:.2f}% and last {row['last top-1']:.2f}% "
+            f"({'above' if row['best top-1'] > target_top1 else 'below'} the {target_top1:g}% target), "
+            f"{row['train min']:.1f} training minutes over {row['epochs']} epochs, {_budget_words(row)}.")
+    return "\n".join(out)
+
+
+def _budget_words(row) -> str:
+    if row["status"] == "budget":
+        return "stopped by the wall-clock budget before its last epoch"
+    return "inside the wall-clock budget" if row["in budget"] else "over the wall-clock budget"
+
+
+def _ratio(table, name: str, ref: str, column: str) -> str:
+    return f"{table.loc[name, column] / table.loc[ref, column]:.2f}x"

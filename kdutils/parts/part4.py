@@ -1,0 +1,347 @@
+"""Part 4: Learning without Forgetting: face data split per subject, a two-head network, three ways to adapt it."""
+
+from __future__ import annotations
+
+import copy
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Mapping, Sequence
+
+import torch
+from torch import nn
+
+from kdutils.core import records as R
+from kdutils.core.data import ImageSet, load_image_folder
+from kdutils.core.loader import GpuLoader
+from kdutils.core.train import Run, evaluate, fit, predict_logits, resolve_device
+from kdutils.distill.objectives import LwFLoss
+
+
+# =========================================================================== faces
+@dataclass
+class FaceSplit:
+    """Training and test images of the kept subjects (labels ``0..len(subjects)-1``)."""
+
+    train: ImageSet
+    test: ImageSet
+    dropped: list = field(default_factory=list)  # subjects with too few images (drop_small_subjects=True)
+
+    @property
+    def subjects(self) -> list:
+        return list(self.train.classes)
+
+
+def _check_count(name: str, value) -> int:
+    if not isinstance(value, int) or isinstance(value, bool) or value < 1:
+        raise ValueError(f"{name} must be a positive int (images per subject), got {value!r}")
+    return value
+
+
+def load_faces(root, n_train: int = 40, n_test: int = 10, size: int = 32, drop_small_subjects: bool = False,
+               seed: int = 0) -> FaceSplit:
+    """Load ``<root>/<subject>/*`` and split every subject into ``n_train`` + ``n_test`` images.
+
+    A subject with fewer than ``n_train + n_test`` images raises a ``ValueError`` that names
+    it, unless ``drop_small_subjects=True``, which leaves it out (listed in ``dropped``) and
+    numbers the remaining subjects from 0 in sorted folder order.
+    """
+    _check_count("n_train", n_train)
+    _check_count("n_test", n_test)
+    faces = load_image_folder(Path(root), size=(size, size))
+    need = n_train + n_test
+    counts = torch.bincount(faces.labels, minlength=faces.num_classes).tolist()
+    small = [(name, n) for name, n in zip(faces.classes, counts) if n < need]
+    if small and not drop_small_subjects:
+        listed = ", ".join(f"{name} ({n} images)" for name, n in small)
+        raise ValueError(
+            f"{len(small)} subject(s) under {root} have fewer than n_train + n_test = {need} images: {listed}. "
+            "Lower n_train / n_test, add images, or pass drop_small_subjects=True to leave them out."
+        )
+    dropped = [name for name, _ in small]
+    kept = [c for c, name in enumerate(faces.classes) if name not in dropped]
+    if not kept:
+        raise ValueError(f"no subject under {root} has {need} images; lower n_train / n_test")
+
+    g = torch.Generator().manual_seed(seed)
+    train_idx, test_idx, train_lab, test_lab = [], [], [], []
+    for new_label, c in enumerate(kept):
+        idx = torch.nonzero(faces.labels == c).flatten()
+        idx = idx[torch.randperm(len(idx), generator=g)]
+        train_idx.append(idx[:n_train])
+        test_idx.append(idx[n_train:need])
+        train_lab += [new_label] * n_train
+        test_lab += [new_label] * n_test
+    subjects = [faces.classes[c] for c in kept]
+
+    def part(index, labels) -> ImageSet:
+        s = faces.subset(torch.cat(index))
+        return ImageSet(s.images, torch.tensor(labels, dtype=torch.long), subjects, s.files, s.source)
+
+    return FaceSplit(part(train_idx, train_lab), part(test_idx, test_lab), dropped)
+
+
+__all__ = ["FaceSplit", "load_faces"]
+
+
+# =========================================================================== lwf
+METHODS = {"feature_extraction": "feature extraction", "fine_tuning": "fine-tuning", "lwf": "LwF"}
+
+
+def new_logits(outputs):
+    """The new task's logits from a :class:`TwoHeadNet` output."""
+    return outputs[0]
+
+
+def old_logits(outputs):
+    """The old task's logits from a :class:`TwoHeadNet` output."""
+    return outputs[1]
+
+
+class TwoHeadNet(nn.Module):
+    """Shared trunk + old head + new head; ``forward`` returns ``(new_logits, old_logits)``.
+
+    ``network`` is the trained original (it is copied, never changed); its classifier
+    ``head`` (an ``nn.Linear``, torchvision's ``fc``) becomes the old head and is replaced
+    by an identity in the trunk. The new head is a fresh ``Linear`` on the same features,
+    initialised from ``seed`` so that every method starts from the same network.
+    ``update_bn_stats``: see :meth:`train`.
+    """
+
+    def __init__(self, network: nn.Module, num_new_classes: int, head: str = "fc", seed: int = 0,
+                 update_bn_stats: bool = False):
+        super().__init__()
+        self.update_bn_stats = update_bn_stats
+        trunk = copy.deepcopy(network)
+        old_head = getattr(trunk, head, None)
+        if not isinstance(old_head, nn.Linear):
+            raise ValueError(f"the network's classifier {head!r} must be an nn.Linear, found {type(old_head).__name__}")
+        setattr(trunk, head, nn.Identity())
+        self.trunk, self.old_head = trunk, old_head
+        with torch.random.fork_rng(devices=[]):
+            torch.manual_seed(seed)
+            self.new_head = nn.Linear(old_head.in_features, num_new_classes)
+
+    def forward(self, x):
+        features = self.trunk(x)
+        return self.new_head(features), self.old_head(features)
+
+    def train(self, mode: bool = True):
+        """Like ``nn.Module.train``, but BatchNorm layers stay in eval mode (their running
+        statistics are used and never updated): all of them by default, only the frozen ones
+        (no trainable parameter) with ``update_bn_stats=True``."""
+        super().train(mode)
+        if mode:
+            for m in self.modules():
+                if isinstance(m, nn.modules.batchnorm._BatchNorm):
+                    trained = any(p.requires_grad for p in m.parameters(recurse=False))
+                    if not (self.update_bn_stats and trained):
+                        m.eval()
+        return self
+
+
+# --------------------------------------------------------------------------- what trains
+def module_named(model: TwoHeadNet, name: str) -> nn.Module:
+    """A trunk module by its name in the original network (``layer4``, ``layer4.1.conv2``,
+    ``conv1``, ...), or ``old_head``."""
+    if name == "old_head":
+        return model.old_head
+    modules = dict(model.trunk.named_modules())
+    if not name or name not in modules or not any(True for _ in modules[name].parameters()):
+        stages = [n for n, m in model.trunk.named_children() if any(True for _ in m.parameters())]
+        raise ValueError(
+            f"no layer with parameters named {name!r}; use a stage ({', '.join(stages)}), a module inside one "
+            "(e.g. 'layer4.1.conv2') or 'old_head'. The new head always trains at the base rate."
+        )
+    return modules[name]
+
+
+def parse_layers(spec) -> list:
+    """``"layer3, layer4"`` or ``["layer3", "layer4"]`` -> ``["layer3", "layer4"]``."""
+    names = spec.split(",") if isinstance(spec, str) else list(spec)
+    return [n.strip() for n in names if n.strip()]
+
+
+def configure(model: TwoHeadNet, method: str, layers: Sequence[str] = (), lr_percent: float = 100.0) -> list:
+    """Freeze what ``method`` keeps fixed and return ``fit``'s ``param_groups``.
+
+    Every group has a ``name`` and an ``lr_scale``: the new head trains at the base rate
+    (scale 1); the adapted layers at ``lr_percent / 100`` of it: the ``layers`` for
+    ``fine_tuning``, every trunk stage and the old head for ``lwf``, none for
+    ``feature_extraction``.
+    """
+    if method not in METHODS:
+        raise ValueError(f"method must be one of {', '.join(METHODS)}, got {method!r}")
+    if not (isinstance(lr_percent, (int, float)) and lr_percent > 0):
+        raise ValueError(f"lr_percent must be a number > 0 (percent of the base learning rate), got {lr_percent!r}")
+    if method == "fine_tuning":
+        chosen = parse_layers(layers)
+        if not chosen:
+            raise ValueError("fine_tuning needs at least one layer to fine-tune, e.g. layers='layer4'")
+    elif method == "lwf":
+        chosen = [n for n, m in model.trunk.named_children() if any(True for _ in m.parameters())] + ["old_head"]
+    else:
+        chosen = []
+    model.requires_grad_(False)
+    groups, seen = [], set()
+    for name in chosen:
+        params = list(module_named(model, name).parameters())
+        if seen & {id(p) for p in params}:
+            raise ValueError(f"layer {name!r} overlaps another chosen layer in {chosen}; name each layer once")
+        seen |= {id(p) for p in params}
+        groups.append({"name": name, "params": params, "lr_scale": lr_percent / 100.0})
+    groups.append({"name": "new_head", "params": list(model.new_head.parameters()), "lr_scale": 1.0})
+    for g in groups:
+        for p in g["params"]:
+            p.requires_grad_(True)
+    return groups
+
+
+def rate_table(model: nn.Module, groups: Sequence[Mapping], lr: float):
+    """The layers that train, their parameter counts and learning rates (plus the frozen rest)."""
+    import pandas as pd
+
+    rows = [{"layer": g["name"], "parameters": sum(p.numel() for p in g["params"]),
+             "lr": lr * g["lr_scale"], "% of base lr": 100.0 * g["lr_scale"]} for g in groups]
+    frozen = sum(p.numel() for p in model.parameters() if not p.requires_grad)
+    rows.append({"layer": "(frozen: everything else)", "parameters": frozen, "lr": 0.0, "% of base lr": 0.0})
+    return pd.DataFrame(rows)
+
+
+# --------------------------------------------------------------------------- data of both tasks
+@dataclass
+class Tasks:
+    """The loaders of both tasks.
+
+    ``new_train`` augments (training); ``new_train_eval`` holds the same images in data set
+    order without augmentation (recorded responses, final training accuracy); ``old_test``
+    is evaluated after every epoch, ``old_train`` once at the end.
+    """
+
+    new_train: GpuLoader
+    new_train_eval: GpuLoader
+    new_test: GpuLoader
+    old_train: GpuLoader
+    old_test: GpuLoader
+
+    def final_loaders(self, new_task: bool = True) -> dict:
+        """Name -> loader for :func:`evaluate_tasks`; ``new_task=False`` leaves the new task out."""
+        loaders = {"old_train": self.old_train, "old_test": self.old_test}
+        if new_task:
+            loaders = {"new_train": self.new_train_eval, "new_test": self.new_test, **loaders}
+        return loaders
+
+
+def make_tasks(new_train: ImageSet, new_test: ImageSet, old_train: ImageSet, old_test: ImageSet, *,
+               batch_size: int, mean, std, padding: int = 4, flip: bool = True, device="auto", seed: int = 0,
+               eval_batch_size: int = 256) -> Tasks:
+    """Loaders for both tasks, every image normalised with the trunk's input statistics."""
+    def plain(data):
+        return GpuLoader(data, eval_batch_size, train=False, mean=mean, std=std, device=device)
+
+    train = GpuLoader(new_train, batch_size, train=True, padding=padding, flip=flip, mean=mean, std=std,
+                      device=device, seed=seed)
+    return Tasks(train, plain(new_train), plain(new_test), plain(old_train), plain(old_test))
+
+
+# --------------------------------------------------------------------------- evaluation
+def track_old_task(model: TwoHeadNet, old_test: GpuLoader, device="auto"):
+    """An ``on_epoch_end`` callback for ``fit``: evaluates the old head on ``old_test`` and
+    stores ``old_test_top1`` / ``old_test_loss`` in the epoch's history row."""
+    def callback(epoch: int, row: dict) -> None:
+        ev = evaluate(model, old_test, device, output=old_logits)
+        row.update(old_test_top1=ev["top1"], old_test_loss=ev["loss"])
+
+    return callback
+
+
+def evaluate_tasks(model: TwoHeadNet, loaders: Mapping[str, GpuLoader], device="auto") -> dict:
+    """Top-1 and loss for each named loader; names start with ``new`` or ``old``, which
+    picks the head (e.g. ``{"new_test": ..., "old_test": ...}``)."""
+    heads = {"new": new_logits, "old": old_logits}
+    out = {}
+    for name, loader in loaders.items():
+        ev = evaluate(model, loader, device, output=heads[name.split("_")[0]])
+        out[f"{name}_top1"], out[f"{name}_loss"] = ev["top1"], ev["loss"]
+    return out
+
+
+# --------------------------------------------------------------------------- the methods
+def adapt(model: TwoHeadNet, method: str, tasks: Tasks, *, run: Run, epochs: int, lr: float,
+          layers: Sequence[str] = (), lr_percent: float = 100.0, objective=None, track_old: bool = True,
+          final: bool = True, force: bool = False, **fit_kwargs) -> dict:
+    """Train ``model`` on the new task with ``method`` (see :func:`configure`) and return the
+    run record.
+
+    ``track_old`` evaluates the old task after every epoch (history ``old_test_top1``);
+    ``final`` stores both tasks' train/test accuracy after adaptation under ``final``.
+    The record also stores the method, a ``label`` (default: the method's name; ``extra``
+    may override it) and the layer/rate table (``layer_rates``).
+    """
+    groups = configure(model, method, layers, lr_percent)
+    rates = rate_table(model, groups, lr)
+    extra = {"method": METHODS[method], "label": METHODS[method], "layer_rates": rates.to_dict("records"),
+             **(fit_kwargs.pop("extra", None) or {})}
+    callback = track_old_task(model, tasks.old_test, fit_kwargs.get("device", "auto")) if track_old else None
+    record = fit(model, tasks.new_train, tasks.new_test, epochs=epochs, lr=lr, objective=objective,
+                 param_groups=groups, run=run, force=force, on_epoch_end=callback, extra=extra, **fit_kwargs)
+    if final and ("final" not in record or force):
+        record["final"] = evaluate_tasks(model, tasks.final_loaders(), fit_kwargs.get("device", "auto"))
+        R.save_record(record)
+    return record
+
+
+@torch.no_grad()
+def record_responses(model: TwoHeadNet, loader: GpuLoader, device="auto") -> torch.Tensor:
+    """The old head's logits for every image of a non-augmenting ``loader``, in data set
+    order (row ``i`` belongs to image ``i``), computed in eval mode."""
+    if loader.train:
+        raise ValueError("record responses with a non-augmenting loader (train=False), in data set order")
+    return predict_logits(model.to(resolve_device(device)), loader, device, output=old_logits)
+
+
+def lwf_objective(model: TwoHeadNet, tasks: Tasks, lambda0: float = 1.0, T: float = 2.0, device="auto") -> LwFLoss:
+    """The LwF objective with the old head's responses recorded now (call it before any
+    update): ``CE(new) + lambda0 * KL(softmax(recorded / T) || softmax(old / T))``. The KL form
+    is zero when the old head reproduces its recorded responses (the paper's cross-entropy
+    form is higher by a constant and has the same gradients)."""
+    return LwFLoss(record_responses(model, tasks.new_train_eval, device), lambda0=lambda0, T=T, form="kl")
+
+
+def learning_without_forgetting(model: TwoHeadNet, tasks: Tasks, *, run: Run, warmup_run: Run, epochs: int,
+                                warmup_epochs: int, lr: float, lr_percent: float = 10.0, T: float = 2.0,
+                                lambda0: float = 1.0, force: bool = False, **fit_kwargs):
+    """Li & Hoiem's procedure; returns ``(warm-up record, LwF record)``.
+
+    1. record the old head's responses to the new-task training images (before any update);
+    2. warm-up: train the new head alone for ``warmup_epochs`` (feature extraction);
+    3. train everything on :func:`lwf_objective` at temperature ``T``.
+    """
+    objective = lwf_objective(model, tasks, lambda0, T, fit_kwargs.get("device", "auto"))
+    extra = fit_kwargs.pop("extra", None) or {}
+    warmup = adapt(model, "feature_extraction", tasks, run=warmup_run, epochs=warmup_epochs, lr=lr,
+                   track_old=False, final=False, force=force, extra={**extra, "label": "LwF warm-up"}, **fit_kwargs)
+    extra = {**extra, "warmup_run": warmup_run.label}
+    record = adapt(model, "lwf", tasks, run=run, epochs=epochs, lr=lr, lr_percent=lr_percent, objective=objective,
+                   force=force, extra=extra, **fit_kwargs)
+    return warmup, record
+
+
+def reference_record(network: nn.Module, tasks: Tasks, run: Run, device="auto") -> dict:
+    """A record for the original network before adaptation: its old-task train/test
+    accuracy under ``final`` (the new task has no head yet); 0 epochs, 0 trainable parameters."""
+    from kdutils.models import count_params
+
+    record = R.new_record(run.part, run.name, run.profile, run.params, method="original (before adaptation)",
+                          label="original", status="complete", n_params=count_params(network), n_trainable=0,
+                          epochs_done=0, train_seconds=0.0)
+    model = TwoHeadNet(network, 1).to(resolve_device(device))
+    record["final"] = evaluate_tasks(model, tasks.final_loaders(new_task=False), device)
+    R.save_record(record)
+    return record
+
+
+__all__ = [
+    "METHODS", "TwoHeadNet", "new_logits", "old_logits", "module_named", "parse_layers", "configure", "rate_table",
+    "Tasks", "make_tasks", "track_old_task", "evaluate_tasks", "adapt", "record_responses", "lwf_objective",
+    "learning_without_forgetting", "reference_record",
+]

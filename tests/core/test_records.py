@@ -1,0 +1,23 @@
+import json
+
+import pytest
+
+from kdutils.core import records
+
+
+def test_records_are_atomic_json_and_tabulate(tmp_path):
+    rec = records.new_record("partX", "run1", "smoke", {"alpha": 0.5})
+    rec.update(status="complete", best={"test_top1": 50.0}, n_params=10)
+    path = records.save_record(rec)
+    assert path == records.record_path("partX", "run1", "smoke")
+    assert json.loads(path.read_text())["params"]["alpha"] == 0.5
+    assert not list(path.parent.glob(".*"))  # no temporary files left behind
+    rec2 = dict(rec, run="run2", best={"test_top1": 60.0})
+    records.save_record(rec2)
+    recs = records.load_records("partX", "smoke")
+    df = records.records_table(recs, {"run": "run", "alpha": "params.alpha", "top-1": "best.test_top1", "x": "missing.key"})
+    assert list(df["top-1"]) == [50.0, 60.0] and df["x"].isna().all()
+    assert records.is_finished(recs[0]) and not records.is_finished({"status": "running"})
+    with pytest.raises(ValueError, match="file name"):
+        records.record_path("partX", "bad/name", "smoke")
+

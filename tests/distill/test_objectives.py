@@ -1,0 +1,130 @@
+import math
+
+import pytest
+import torch
+import torch.nn.functional as F
+
+from kdutils.distill import objectives as L
+
+Z_S = torch.tensor([[2.0, 0.5, -1.0], [0.1, 0.2, 0.3]])
+Z_T = torch.tensor([[1.0, 1.5, -0.5], [2.0, -1.0, 0.0]])
+Y = torch.tensor([0, 2])
+
+
+def _softmax(v, t=1.0):
+    e = [math.exp(a / t) for a in v]
+    s = sum(e)
+    return [a / s for a in e]
+
+
+def test_kd_loss_matches_hand_computation():
+    alpha, tau = 0.3, 2.0
+    hard = soft = 0.0
+    for zs, zt, y in zip(Z_S.tolist(), Z_T.tolist(), Y.tolist()):
+        hard += -math.log(_softmax(zs)[y])
+        ps, pt = _softmax(zs, tau), _softmax(zt, tau)
+        soft += -sum(t * math.log(s) for t, s in zip(pt, ps))
+    expected = (1 - alpha) * hard / 2 + alpha * tau**2 * soft / 2
+    loss, parts = L.KDLoss(alpha, tau)(Z_S, Y, teacher_logits=Z_T)
+    assert loss.item() == pytest.approx(expected, rel=1e-6)
+    assert parts["ce"].item() == pytest.approx(hard / 2, rel=1e-6)
+
+
+def test_kd_ce_and_kl_forms_differ_by_teacher_entropy_with_equal_gradients():
+    tau = 3.0
+    zs1 = Z_S.clone().requires_grad_()
+    zs2 = Z_S.clone().requires_grad_()
+    ce, _ = L.KDLoss(1.0, tau, form="ce")(zs1, Y, teacher_logits=Z_T)
+    kl, _ = L.KDLoss(1.0, tau, form="kl")(zs2, Y, teacher_logits=Z_T)
+    pt = F.softmax(Z_T / tau, 1)
+    entropy = -(pt * pt.log()).sum(1).mean() * tau**2
+    assert (ce - kl).item() == pytest.approx(entropy.item(), rel=1e-5)
+    ce.backward()
+    kl.backward()
+    assert torch.allclose(zs1.grad, zs2.grad, atol=1e-6)
+    assert zs1.grad.abs().sum() > 0
+
+
+def test_kd_alpha_extremes():
+    ce_only, _ = L.KDLoss(0.0, 4.0)(Z_S, Y, teacher_logits=Z_T)
+    assert ce_only.item() == pytest.approx(F.cross_entropy(Z_S, Y).item())
+    kl_zero, _ = L.KDLoss(1.0, 4.0, form="kl")(Z_T, Y, teacher_logits=Z_T)
+    assert kl_zero.item() == pytest.approx(0.0, abs=1e-6)
+
+
+@pytest.mark.parametrize("alpha,tau", [(-0.1, 1), (1.5, 1), (0.5, 0), (0.5, -2), (0.5, float("nan"))])
+def test_kd_validates_alpha_and_tau(alpha, tau):
+    with pytest.raises(ValueError):
+        L.KDLoss(alpha, tau)
+
+
+def test_kd_without_teacher_logits_raises():
+    with pytest.raises(ValueError, match="teacher"):
+        L.KDLoss(0.5, 2)(Z_S, Y)
+
+
+def test_hinton_form():
+    lam, tau = 2.5, 5.0
+    loss, _ = L.HintonKDLoss(lam, tau)(Z_S, Y, teacher_logits=Z_T)
+    pt = F.softmax(Z_T / tau, 1)
+    kl = (pt * (pt.log() - F.log_softmax(Z_S / tau, 1))).sum(1).mean()
+    assert loss.item() == pytest.approx(F.cross_entropy(Z_S, Y).item() + lam * tau**2 * kl.item(), rel=1e-6)
+    with pytest.raises(ValueError):
+        L.HintonKDLoss(-1.0, 2.0)
+
+
+def test_tfkd_manual_soft_target():
+    q = L.manual_soft_target(torch.tensor([1, 0]), 4, a=0.7)
+    assert torch.allclose(q[0], torch.tensor([0.1, 0.7, 0.1, 0.1]))
+    assert torch.allclose(q.sum(1), torch.ones(2))
+    loss, parts = L.TfKDRegLoss(0.5, 10.0, 0.9)(Z_S, Y)
+    assert torch.isfinite(loss) and set(parts) == {"ce", "reg"}
+
+
+def test_pskd_alpha_schedule_is_linear():
+    assert L.pskd_alpha(0, 5, 0.8) == 0.0
+    assert L.pskd_alpha(2, 5, 0.8) == pytest.approx(0.4)
+    assert L.pskd_alpha(4, 5, 0.8) == pytest.approx(0.8)
+
+
+def test_pskd_targets_mix_label_with_previous_prediction():
+    obj = L.PSKDLoss(num_samples=4, num_classes=3, alpha_T=0.8, epochs=3)
+    idx = torch.tensor([0, 2])
+    # epoch 0: alpha 0, pure one-hot targets; the prediction is stored
+    loss0, _ = obj(Z_S, Y, index=idx, epoch=0)
+    assert loss0.item() == pytest.approx(F.cross_entropy(Z_S, Y).item(), rel=1e-6)
+    assert torch.allclose(obj.memory[idx], F.softmax(Z_S, 1))
+    # epoch 1: alpha 0.4, target = 0.6 * onehot + 0.4 * previous prediction
+    t = obj.targets_for(Y, idx, epoch=1)
+    expected = 0.6 * F.one_hot(Y, 3).float() + 0.4 * F.softmax(Z_S, 1)
+    assert torch.allclose(t, expected)
+    # samples never seen keep the one-hot label
+    t_new = obj.targets_for(torch.tensor([1]), torch.tensor([1]), epoch=1)
+    assert torch.allclose(t_new, F.one_hot(torch.tensor([1]), 3).float())
+    # the memory is part of the state dict (saved in checkpoints)
+    assert "memory" in obj.state_dict()
+
+
+def test_lwf_distillation_minimum_and_vanishing_gradient():
+    rec = torch.randn(5, 10)
+    old = rec.clone().requires_grad_()
+    d = L.lwf_distillation(old, rec, T=2.0, form="kl")
+    assert d.item() == pytest.approx(0.0, abs=1e-6)
+    d.backward()
+    assert old.grad.abs().max().item() < 1e-6
+    old2 = rec.clone().requires_grad_()
+    L.lwf_distillation(old2, rec, T=2.0, form="ce").backward()
+    assert old2.grad.abs().max().item() < 1e-6
+    # away from the recorded responses the term is larger
+    assert L.lwf_distillation(rec + torch.randn(5, 10), rec, form="kl").item() > 1e-3
+
+
+def test_lwf_loss_combines_terms():
+    rec = torch.randn(4, 10)
+    obj = L.LwFLoss(rec, lambda0=2.0, T=2.0, form="kl")
+    new = torch.randn(2, 7)
+    idx = torch.tensor([1, 3])
+    loss, parts = obj((new, rec[idx]), torch.tensor([0, 6]), index=idx)
+    assert loss.item() == pytest.approx(F.cross_entropy(new, torch.tensor([0, 6])).item(), abs=1e-5)
+    with pytest.raises(ValueError, match="new_logits, old_logits"):
+        obj(new, torch.tensor([0, 6]), index=idx)

@@ -1,0 +1,203 @@
+"""Part 2: PS-KD targets, schedule and resume; Tf-KD reg's soft target; the wiring of the
+KD tasks (which network is trained, which one teaches); the ablation table."""
+import math
+
+import pytest
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from kdutils.core import records, train
+from kdutils.core.loader import loaders_for
+from kdutils.distill import objectives
+from kdutils.models import count_params
+from kdutils.parts import part2
+from kdutils.parts.part1 import CIFAR100_RECIPE
+
+# ----------------------------------------------------------------------------- PS-KD
+
+
+def test_pskd_alpha_schedule_edges():
+    assert objectives.pskd_alpha(0, 1, 0.8) == 0.8  # a one-epoch run uses alpha_T at once
+    assert objectives.pskd_alpha(7, 5, 0.8) == pytest.approx(0.8)  # clamped after the last epoch
+    steps = [objectives.pskd_alpha(e, 10, 0.6) for e in range(10)]
+    assert steps == sorted(steps) and steps[0] == 0.0 and steps[-1] == pytest.approx(0.6)
+
+
+def test_pskd_targets_are_distributions_built_from_the_latest_prediction():
+    obj = objectives.PSKDLoss(num_samples=3, num_classes=4, alpha_T=1.0, epochs=2)
+    idx, y = torch.tensor([0, 1, 2]), torch.tensor([3, 0, 1])
+    first, second = torch.randn(3, 4), torch.randn(3, 4)
+    obj(first, y, index=idx, epoch=0)
+    obj(second, y, index=idx, epoch=0)  # the memory keeps only the latest prediction
+    target = obj.targets_for(y, idx, epoch=1)  # alpha_1 = alpha_T = 1: the prediction itself
+    assert torch.allclose(target, F.softmax(second, 1))
+    assert torch.allclose(target.sum(1), torch.ones(3))
+    assert bool(obj.filled.all())
+
+
+def test_pskd_memory_survives_checkpoint_and_resume_through_fit(tiny_cifar):
+    _, tr, te = tiny_cifar
+    tr, te = tr.subset(torch.arange(96)), te.subset(torch.arange(32))
+    train_loader, test_loader = loaders_for(tr, te, 32, (0.5,) * 3, (0.25,) * 3, device="cpu")
+
+    def net():
+        torch.manual_seed(0)
+        return nn.Sequential(nn.Conv2d(3, 8, 3, padding=1), nn.ReLU(), nn.AdaptiveAvgPool2d(1),
+                             nn.Flatten(), nn.Linear(8, 10))
+
+    def objective():
+        return objectives.PSKDLoss(len(tr), 10, alpha_T=0.8, epochs=3)
+
+    ref_obj = objective()
+    train.fit(net(), train_loader, test_loader, epochs=3, lr=0.05, objective=ref_obj,
+              run=train.Run("unit", "pskd_ref", "smoke"), log="off")
+
+    def interrupt(epoch, row):
+        if epoch == 1:
+            raise KeyboardInterrupt
+
+    with pytest.raises(KeyboardInterrupt):
+        train.fit(net(), train_loader, test_loader, epochs=3, lr=0.05, objective=objective(),
+                  run=train.Run("unit", "pskd_cut", "smoke"), log="off", on_epoch_end=interrupt)
+    saved = train.load_checkpoint(train.Run("unit", "pskd_cut", "smoke").checkpoint_path)
+    assert saved["epoch"] == 1 and saved["objective"]["filled"].sum() > 0  # the memory is in the checkpoint
+
+    resumed_obj = objective()  # empty memory: everything must come from the checkpoint
+    resumed = net()
+    train.fit(resumed, train_loader, test_loader, epochs=3, lr=0.05, objective=resumed_obj,
+              run=train.Run("unit", "pskd_cut", "smoke"), log="off")
+    assert torch.equal(resumed_obj.memory, ref_obj.memory)
+    assert torch.equal(resumed_obj.filled, ref_obj.filled)
+    ref_weights = train.load_checkpoint(train.Run("unit", "pskd_ref", "smoke").checkpoint_path)["model"]
+    for k, v in resumed.state_dict().items():
+        assert torch.equal(v, ref_weights[k]), k
+
+
+# ----------------------------------------------------------------------------- Tf-KD reg
+
+
+def test_manual_soft_target_is_label_smoothing_shaped():
+    y = torch.tensor([2, 0])
+    q = objectives.manual_soft_target(y, 5, a=0.6)
+    assert torch.allclose(q[:, [2, 0]].diagonal(), torch.tensor([0.6, 0.6]))
+    assert torch.allclose(q[0, [0, 1, 3, 4]], torch.full((4,), 0.1))
+    uniform = objectives.manual_soft_target(y, 5, a=0.2)  # a = 1/K: nothing is preferred
+    assert torch.allclose(uniform, torch.full((2, 5), 0.2))
+    with pytest.raises(ValueError):
+        objectives.manual_soft_target(y, 5, a=1.5)
+
+
+def test_tfkd_reg_loss_matches_hand_computation():
+    z, y = torch.randn(4, 6), torch.tensor([0, 5, 2, 2])
+    alpha, tau, a = 0.3, 5.0, 0.8
+    loss, parts = objectives.TfKDRegLoss(alpha, tau, a)(z, y)
+    q = F.softmax(objectives.manual_soft_target(y, 6, a) / tau, 1)
+    kl = (q * (q.log() - F.log_softmax(z / tau, 1))).sum(1).mean()
+    expected = (1 - alpha) * F.cross_entropy(z, y) + alpha * tau**2 * kl
+    assert loss.item() == pytest.approx(expected.item(), rel=1e-5)
+    assert parts["reg"].item() == pytest.approx(tau**2 * kl.item(), rel=1e-5)
+    no_reg, _ = objectives.TfKDRegLoss(0.0, tau, a)(z, y)
+    assert no_reg.item() == pytest.approx(F.cross_entropy(z, y).item(), rel=1e-6)
+
+
+# ----------------------------------------------------------------------------- wiring
+
+TEACHER, STUDENT, WIDTH = "wrn_16_2", "resnet20", 0.25
+
+
+def _plan(alpha=0.9, tau=4.0):
+    return part2.part2_plan(TEACHER, STUDENT, alpha, tau, width_mult=WIDTH)
+
+
+def test_plan_chains_teachers_and_names_runs_uniquely():
+    plan = _plan()
+    assert plan["task2"].teacher is plan["task1_teacher"] and plan["task2"].arch == STUDENT
+    assert plan["task3"].teacher is plan["task2"] and plan["task3"].arch == STUDENT
+    assert plan["task4"].teacher is plan["task1_student"] and plan["task4"].arch == TEACHER  # reverse KD
+    assert plan["tfkd_self"].teacher is plan["task1_student"] and plan["tfkd_self"].arch == STUDENT
+    assert all(plan[k].teacher is None for k in ("task1_teacher", "task1_student", "tfkd_reg", "no_ls", "pskd"))
+    names = [e.name for e in plan.values()]
+    assert len(set(names)) == len(names)
+    for n in names:
+        records.check_name(n)  # usable as file names
+    # other alpha/tau: the KD runs get other names, the task-1 baselines are shared
+    other = _plan(alpha=0.5, tau=2.0)
+    assert other["task1_student"].name == plan["task1_student"].name
+    assert other["task3"].name != plan["task3"].name
+    with pytest.raises(ValueError, match="teacher"):
+        part2.Experiment("x", "Task 2", "kd", STUDENT)
+
+
+@pytest.fixture
+def tiny_setup(tiny_cifar):
+    _, tr, te = tiny_cifar
+    tr, te = tr.subset(torch.arange(64)), te.subset(torch.arange(32))
+    recipe = dict(CIFAR100_RECIPE["smoke"])
+    loaders = loaders_for(tr, te, recipe["batch_size"], (0.5,) * 3, (0.25,) * 3, device="cpu")
+    return recipe, loaders
+
+
+def test_reverse_kd_trains_the_teacher_architecture_taught_by_the_frozen_student(tiny_setup):
+    recipe, (tr, te) = tiny_setup
+    plan = _plan()
+    # Task 2 before task 1: the missing prerequisite is named, nothing is trained.
+    with pytest.raises(FileNotFoundError, match="Task 1 cell"):
+        part2.build_experiment(plan["task2"], "smoke", recipe, tr.num_samples, 10)
+    part2.train_experiment(plan["task1_student"], "smoke", recipe, tr, te, 10)
+
+    model, teacher, objective = part2.build_experiment(plan["task4"], "smoke", recipe, tr.num_samples, 10)
+    teacher_arch = part2.build_experiment(plan["task1_teacher"], "smoke", recipe, tr.num_samples, 10)[0]
+    student_arch = part2.build_experiment(plan["task1_student"], "smoke", recipe, tr.num_samples, 10)[0]
+    assert count_params(model) == count_params(teacher_arch) > count_params(student_arch)
+    assert count_params(teacher) == count_params(student_arch)
+    trained = train.load_checkpoint(plan["task1_student"].run("smoke").checkpoint_path)["model"]
+    for k, v in teacher.state_dict().items():
+        assert torch.equal(v, trained[k]), k  # the teacher is the trained task-1 student ...
+    assert not teacher.training and not any(p.requires_grad for p in teacher.parameters())  # ... frozen
+    assert all(p.requires_grad for p in model.parameters())
+    assert isinstance(objective, objectives.KDLoss) and (objective.alpha, objective.tau) == (0.9, 4.0)
+
+
+def test_objectives_of_the_extras(tiny_setup):
+    recipe, (tr, _) = tiny_setup
+    plan = _plan()
+
+    def objective(key):
+        return part2.make_objective(plan[key], recipe, tr.num_samples, 10)
+
+    assert objective("task1_student").label_smoothing == recipe["label_smoothing"]
+    assert objective("no_ls").label_smoothing == 0.0
+    reg = objective("tfkd_reg")
+    assert isinstance(reg, objectives.TfKDRegLoss) and reg.a == part2.TFKD_REG["a"]
+    pskd = objective("pskd")
+    assert pskd.memory.shape == (tr.num_samples, 10) and pskd.epochs == recipe["epochs"]
+    assert pskd.alpha_T == part2.PSKD_ALPHA_T
+
+
+# ----------------------------------------------------------------------------- table
+
+
+def _record(exp, top1, n_params=1000):
+    return {"run": exp.name, "params": exp.run("smoke").params, "n_params": n_params,
+            "best": {"test_top1": top1, "test_top5": top1 + 20}, "last": {"test_top1": top1 - 1}}
+
+
+def test_ablation_table_gain_is_over_the_baseline_of_the_same_network():
+    plan = _plan()
+    recs = [_record(plan["task1_teacher"], 60.0, 5000), _record(plan["task1_student"], 50.0),
+            _record(plan["task2"], 53.5), _record(plan["task4"], 58.0, 5000)]
+    table = part2.ablation_table(recs)
+    assert list(table["gain"]) == pytest.approx([0.0, 0.0, 3.5, -2.0])
+    assert table.loc[2, "teacher"].startswith(plan["task1_teacher"].label)
+    assert table.loc[2, "alpha"] == 0.9 and table.loc[2, "tau"] == 4.0
+    lonely = part2.ablation_table([_record(plan["task2"], 53.5)])
+    assert math.isnan(lonely.loc[0, "gain"])
+
+    noise = part2.gain_noise(table, n_test=10_000)  # baselines near 55 %: about 1.4 points
+    assert noise == pytest.approx(2 * math.sqrt(2) * 100 * math.sqrt(0.55 * 0.45 / 10_000))
+    text = " ".join(part2.kd_findings(table, n_test=10_000))
+    assert "+3.50 points" in text and "a real gain" in text and "a real loss" in text
+    assert "(a gap of +10.00 points)" in text and "not measurably better" not in text
+    small = " ".join(part2.kd_findings(table, n_test=100))  # noise about 14 points
+    assert "within noise" in small and "not measurably better" in small and "0 of 2 methods" in small

@@ -1,0 +1,195 @@
+"""Part 3 helpers (kdutils.parts.part3): shared teacher logits, student losses, recipes, tables."""
+import copy
+
+import matplotlib
+import pytest
+import torch
+from torch import nn
+
+from kdutils.core import data
+from kdutils.core.loader import GpuLoader
+from kdutils.core.train import fit, lr_factor
+from kdutils.distill.objectives import CrossEntropy, HintonKDLoss, KDLoss
+from kdutils.models import build_model
+from kdutils.parts import part3 as kd
+
+matplotlib.use("Agg")
+
+
+class CountingTeacher(nn.Module):
+    """A tiny linear 'teacher' that counts its forward passes."""
+
+    def __init__(self, side=8):
+        super().__init__()
+        self.net = nn.Sequential(nn.Flatten(), nn.Linear(3 * side * side, 10))
+        self.calls = 0
+
+    def forward(self, x):
+        self.calls += 1
+        return 3.0 * self.net(x)
+
+
+def _tiny_loader(n=40, side=8, seed=0, batch_size=16):
+    x, y = data.synthetic_images(n, 10, size=(side, side), seed=1)
+    return GpuLoader((torch.from_numpy(x), torch.from_numpy(y).long()), batch_size, train=True, padding=2,
+                     flip=True, device="cpu", seed=seed)
+
+
+def _tiny_student(side=8):
+    torch.manual_seed(1)
+    return nn.Sequential(nn.Conv2d(3, 4, 3, padding=1), nn.ReLU(), nn.Flatten(), nn.Linear(4 * side * side, 10))
+
+
+# ---------------------------------------------------------------- teacher logits
+def test_table_gives_the_same_training_as_a_teacher_in_the_loop():
+    loader = _tiny_loader()
+    teacher = CountingTeacher()
+    a, b = _tiny_student(), _tiny_student()
+    kw = dict(epochs=2, lr=0.05, log="off", device="cpu")
+    rec_a = fit(a, loader, objective=KDLoss(alpha=0.7, tau=4.0, form="kl"), teacher=teacher, **kw)
+    table = kd.TeacherLogits(teacher, loader, cache=False)
+    rec_b = fit(b, loader, objective=table.objective(KDLoss(alpha=0.7, tau=4.0, form="kl")), **kw)
+    for p, q in zip(a.parameters(), b.parameters()):
+        torch.testing.assert_close(p, q, rtol=1e-5, atol=1e-6)
+    assert [h["train_loss"] for h in rec_a["history"]] == pytest.approx([h["train_loss"] for h in rec_b["history"]],
+                                                                        rel=1e-5)
+    # the table rows of samples the epoch drops (drop_last) are NaN, every used row is finite
+    rows = table(0)
+    assert rows.shape == (40, 10) and torch.isnan(rows).any(dim=1).sum() == 40 - (40 // 16) * 16
+
+
+def test_table_is_cached_on_disk_and_keyed_by_teacher_and_loader(tmp_path):
+    loader, teacher = _tiny_loader(), CountingTeacher()
+    first = kd.TeacherLogits(teacher, loader)
+    logits = first(1)
+    assert (first.folder / "epoch001.pt").is_file()
+    calls = teacher.calls
+    again = kd.TeacherLogits(teacher, loader)
+    assert again.key == first.key
+    torch.testing.assert_close(again(1), logits, equal_nan=True)
+    assert teacher.calls == calls, "a cached epoch must not run the teacher again"
+    assert loader.epoch == 0, "computing a table must leave the loader's epoch as it was"
+
+    other_seed = kd.TeacherLogits(teacher, _tiny_loader(seed=5))
+    changed = copy.deepcopy(teacher)
+    with torch.no_grad():
+        changed.net[1].bias.add_(1.0)
+    assert len({first.key, other_seed.key, kd.TeacherLogits(changed, loader).key}) == 3
+
+
+def test_table_objective_needs_index_and_epoch():
+    wrapped = kd.TeacherLogits(CountingTeacher(), _tiny_loader(), cache=False).objective(KDLoss(0.5, 2.0))
+    assert not wrapped.needs_teacher
+    with pytest.raises(ValueError, match="index"):
+        wrapped(torch.zeros(2, 10), torch.zeros(2, dtype=torch.long))
+
+
+# ---------------------------------------------------------------- losses and recipes
+def test_student_objective_forms():
+    assert isinstance(kd.student_objective(0.0, None), CrossEntropy)
+    mix = kd.student_objective(0.1, 5.0)
+    assert isinstance(mix, KDLoss) and (mix.alpha, mix.tau, mix.form) == (0.1, 5.0, "kl")
+    hinton = kd.student_objective(30.0, 2.0, form="hinton")
+    assert isinstance(hinton, HintonKDLoss) and (hinton.lam, hinton.tau) == (30.0, 2.0)
+    with pytest.raises(ValueError, match="alpha"):
+        kd.student_objective(30.0, 2.0)  # the lambda mix needs lambda in [0, 1]
+    with pytest.raises(ValueError, match="temperature"):
+        kd.student_objective(0.5, None)
+    with pytest.raises(ValueError, match="form"):
+        kd.student_objective(0.5, 2.0, form="other")
+
+
+def test_search_recipe_drops_the_rate_for_the_last_epochs():
+    recipe = kd.search_recipe(5, lr_drop_epochs=2)
+    assert recipe["optimizer"] == "adam" and recipe["lr"] == 1e-3 and recipe["betas"] == (0.9, 0.999)
+    assert recipe["weight_decay"] == 1e-4 and recipe["milestones"] == [3]
+    steps = 10
+    lrs = [recipe["lr"] * lr_factor(e * steps, 5 * steps, steps, recipe["schedule"],
+                                    milestones=recipe["milestones"], gamma=recipe["gamma"]) for e in range(5)]
+    assert lrs == pytest.approx([1e-3, 1e-3, 1e-3, 1e-4, 1e-4])
+    assert kd.search_recipe(2)["schedule"] == "constant"
+    with pytest.raises(ValueError, match="lr_drop_epochs"):
+        kd.search_recipe(3, lr_drop_epochs=3)
+
+
+def test_setup_validation_and_table():
+    with pytest.raises(ValueError, match="pool_stride"):
+        kd.resolve_setup("smoke", overrides={"pool_stride": 3})
+    with pytest.raises(ValueError, match="weights"):
+        kd.resolve_setup("smoke", overrides={"weights": "imagenet"})
+    full = kd.resolve_setup("full", "/nonexistent")
+    assert full["weights"] == "IMAGENET1K_V1" and full["pool_stride"] == 1
+    table = kd.setup_table(full)
+    for row in ("augmentation", "initialisation", "optimizer", "lr schedule", "momentum", "weight decay",
+                "dropout", "batch size", "epochs"):
+        assert row in table.index
+    assert "ImageNet" in table.loc["initialisation", "teacher"]
+    assert table.loc["epochs", "student"] == full["student_epochs"]
+
+
+def test_teacher_param_groups_split_head_and_backbone():
+    teacher = build_model("resnet18_cifar_8x8", 10, weights=None)
+    head, body = kd.teacher_param_groups(teacher, 0.2)
+    assert head["params"] == list(teacher.fc.parameters()) and head["lr_scale"] == 1.0
+    assert body["lr_scale"] == 0.2
+    assert len(head["params"]) + len(body["params"]) == len(list(teacher.parameters()))
+
+
+# ---------------------------------------------------------------- teacher prerequisite
+def test_missing_teacher_names_notebook_03(monkeypatch, capsys):
+    setup = kd.resolve_setup("smoke")
+    with pytest.raises(FileNotFoundError, match="part3_cifar10_resnet18_kd"):
+        kd.teacher_for_students(setup)
+    monkeypatch.setattr(kd, "train_teacher", lambda model, s, tr, te: {"run": "teacher", "loaders": (tr, te)})
+    x, y = data.synthetic_images(20, 10, seed=2)
+    images = data.ImageSet(torch.from_numpy(x), torch.from_numpy(y).long(), [str(c) for c in range(10)])
+    model, record = kd.teacher_for_students(setup, images, images, train_if_missing=True)
+    assert isinstance(model, nn.Module) and [ld.train for ld in record["loaders"]] == [True, False]
+    assert "training the teacher here" in capsys.readouterr().out
+
+
+# ---------------------------------------------------------------- students and tables
+def test_train_student_records_params_and_skips_when_finished(tiny_cifar):
+    _, tr, te = tiny_cifar
+    setup = kd.resolve_setup("smoke")
+    train_loader, test_loader = kd.make_loaders(tr.per_class(2), te.per_class(2), setup, device="cpu")
+    table = kd.TeacherLogits(CountingTeacher(side=32), train_loader)
+    kw = dict(loaders=(train_loader, test_loader), recipe=kd.search_recipe(1), pool_stride=2, teacher_logits=table,
+              form="hinton")
+    rec = kd.train_student("part3_test", "T4_lam2", "smoke", lam=2, T=4, params={"round": 1}, **kw)
+    assert rec["status"] == "complete" and rec["label"] == "T4_lam2"
+    assert rec["params"] == {"T": 4.0, "lam": 2.0, "form": "hinton", "pool_stride": 2, "round": 1}
+    assert "HintonKDLoss" in rec["objective"]
+    again = kd.train_student("part3_test", "T4_lam2", "smoke", lam=2, T=4, **kw)
+    assert again["created"] == rec["created"]  # finished: loaded, not retrained
+    plain = kd.train_student("part3_test", "no_kd", "smoke", lam=0, T=20, **kw)
+    assert plain["params"]["T"] is None and plain["params"]["lam"] == 0.0
+
+
+def test_kd_configs_and_table():
+    configs = kd.kd_configs(0.1)
+    assert [(c["lam"], c["T"]) for c in configs] == [(0.0, None), (1.0, 20.0), (0.1, 5.0), (0.1, 10.0), (0.1, 20.0)]
+    assert len({c["run"] for c in configs}) == 5
+    records = [
+        {"label": "Teacher", "params": {}, "n_params": 11_181_642, "epochs_done": 2,
+         "last": {"train_top1": 91.0, "test_top1": 90.5}},
+        {"label": "KD1", "params": {"T": 5.0, "lam": 0.0214}, "n_params": 676_294, "epochs_done": 2,
+         "last": {"train_top1": 70.0, "test_top1": 68.25}},
+    ]
+    table = kd.kd_table(records)
+    assert list(table.index) == ["Teacher", "KD1"]
+    assert table.loc["Teacher", "T"] == "-" and table.loc["KD1", "lambda"] == "0.0214"
+    assert table.loc["Teacher", "parameters"] == "11.18M"
+    assert table.loc["KD1", "test top-1 (%)"] == 68.25
+
+
+def test_search_scatter_uses_log_axes():
+    records = [{"params": {"T": t, "lam": lam, "round": r}, "last": {"test_top1": acc}}
+               for t, lam, r, acc in ((1.5, 0.02, 1, 30.0), (40.0, 3.0, 1, 45.0), (20.0, 1.0, 2, 50.0))]
+    records.append({"params": {"T": None, "lam": 0.0}, "last": {"test_top1": 20.0}})  # no KD: left out
+    fig = kd.search_scatter(records, "t", ranges={"T": (10, 60), "lam": (0.5, 5)})
+    ax = fig.axes[0]
+    assert ax.get_xscale() == "log" and ax.get_yscale() == "log"
+    assert sum(len(c.get_offsets()) for c in ax.collections) == 3 + 1  # trials + the ring around the best
+    with pytest.raises(ValueError, match="params.T"):
+        kd.search_scatter(records[-1:])

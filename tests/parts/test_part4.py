@@ -1,0 +1,220 @@
+"""Part 4: face splits, the two-head network and the three adaptation methods."""
+from collections import OrderedDict
+
+import numpy as np
+import pytest
+import torch
+from PIL import Image
+from torch import nn
+
+from kdutils.core import data
+from kdutils.core.data import ImageSet
+from kdutils.core.train import Run, load_checkpoint
+from kdutils.parts import part4 as L
+from kdutils.parts.part4 import load_faces
+
+MEAN, STD = data.NORMALIZATION["cifar10"]
+
+
+# --------------------------------------------------------------------------- face data
+def test_split_counts_are_per_subject_disjoint_and_deterministic(tmp_path):
+    root = data.make_image_tree(tmp_path / "faces", num_classes=4, per_class=12, size=(40, 30), fmt="pgm", grey=True,
+                                class_names=["s1", "s2", "s3", "s4"])
+    split = load_faces(root, n_train=7, n_test=3, seed=0)
+    assert len(split.train) == 28 and len(split.test) == 12
+    assert torch.bincount(split.train.labels).tolist() == [7] * 4
+    assert torch.bincount(split.test.labels).tolist() == [3] * 4
+    assert split.subjects == ["s1", "s2", "s3", "s4"] and split.dropped == []
+    assert not set(split.train.files) & set(split.test.files)
+    # Every image keeps its subject's label.
+    for f, y in zip(split.train.files + split.test.files, split.train.labels.tolist() + split.test.labels.tolist()):
+        assert f.split("/")[-2] == split.subjects[y]
+    again = load_faces(root, n_train=7, n_test=3, seed=0)
+    assert again.train.files == split.train.files and again.test.files == split.test.files
+    assert torch.equal(again.train.images, split.train.images)
+    other = load_faces(root, n_train=7, n_test=3, seed=1)
+    assert other.train.files != split.train.files
+
+
+def test_subject_with_too_few_images_is_named_or_dropped(tmp_path):
+    root = data.make_image_tree(tmp_path / "faces", num_classes=3, per_class=10, fmt="png",
+                                class_names=["alice", "bob", "carol"])
+    for f in sorted((root / "bob").iterdir())[:4]:
+        f.unlink()  # bob keeps 6 images
+    with pytest.raises(ValueError, match=r"bob \(6 images\)"):
+        load_faces(root, n_train=8, n_test=2)
+    split = load_faces(root, n_train=8, n_test=2, drop_small_subjects=True)
+    assert split.dropped == ["bob"] and split.subjects == ["alice", "carol"]
+    assert torch.bincount(split.train.labels).tolist() == [8, 8]
+    with pytest.raises(ValueError, match="n_test"):
+        load_faces(root, n_train=8, n_test=0)
+
+
+def test_greyscale_and_odd_sized_images_load_as_rgb_at_network_size(tmp_path):
+    root = tmp_path / "faces"
+    rng = np.random.default_rng(0)
+    for subject, (h, w), mode in (("grey", (112, 92), "L"), ("odd", (37, 53), "RGB")):
+        (root / subject).mkdir(parents=True)
+        for i in range(3):
+            shape = (h + i, w) if mode == "L" else (h + 7 * i, w + 3 * i, 3)
+            img = Image.fromarray(rng.integers(0, 255, size=shape, dtype=np.uint8), mode)
+            img.save(root / subject / f"{i}.{'pgm' if mode == 'L' else 'png'}")
+    split = load_faces(root, n_train=2, n_test=1, size=32)
+    for part in (split.train, split.test):
+        assert part.images.shape[1:] == (32, 32, 3) and part.images.dtype == torch.uint8
+    grey = split.train.images[split.train.labels == split.subjects.index("grey")]
+    colour = split.train.images[split.train.labels == split.subjects.index("odd")]
+    assert torch.equal(grey[..., 0], grey[..., 1]) and torch.equal(grey[..., 1], grey[..., 2])
+    assert not torch.equal(colour[..., 0], colour[..., 1])
+
+
+# --------------------------------------------------------------------------- two-head network
+def _image_set(n, num_classes, seed):
+    x, y = data.synthetic_images(n, num_classes, seed=seed)
+    return ImageSet(torch.from_numpy(x), torch.from_numpy(y).long(), [f"c{i}" for i in range(num_classes)])
+
+
+def _block(c_in, c_out):
+    return nn.Sequential(OrderedDict(conv1=nn.Conv2d(c_in, c_out, 3, padding=1, bias=False),
+                                     bn1=nn.BatchNorm2d(c_out), relu=nn.ReLU()))
+
+
+def tiny_resnet_like(num_classes=10):
+    """A small network named like torchvision's ResNet (conv1, bn1, layer1, layer2, fc) with
+    BatchNorm everywhere, so the tests run in seconds."""
+    return nn.Sequential(OrderedDict(
+        conv1=nn.Conv2d(3, 8, 3, stride=2, padding=1, bias=False), bn1=nn.BatchNorm2d(8), relu=nn.ReLU(),
+        layer1=nn.Sequential(_block(8, 8)), layer2=nn.Sequential(_block(8, 16), _block(16, 16)),
+        avgpool=nn.AdaptiveAvgPool2d(1), flatten=nn.Flatten(), fc=nn.Linear(16, num_classes)))
+
+
+@pytest.fixture
+def network_and_tasks():
+    """A small trained-network stand-in with 10 old classes, and tiny new (4 classes) and
+    old (10 classes) tasks."""
+    torch.manual_seed(0)
+    network = tiny_resnet_like()
+    tasks = L.make_tasks(_image_set(16, 4, 1), _image_set(8, 4, 2), _image_set(20, 10, 3), _image_set(20, 10, 4),
+                         batch_size=8, mean=MEAN, std=STD, device="cpu")
+    return network, tasks
+
+
+def _changed(before: dict, after: dict) -> set:
+    return {k for k in before if not torch.equal(before[k], after[k])}
+
+
+def test_two_head_net_keeps_the_original_and_returns_both_heads(network_and_tasks):
+    network, _ = network_and_tasks
+    original = {k: v.clone() for k, v in network.state_dict().items()}
+    model = L.TwoHeadNet(network, 4).eval()
+    x = torch.randn(2, 3, 32, 32)
+    new, old = model(x)
+    assert new.shape == (2, 4) and old.shape == (2, 10)
+    assert torch.allclose(old, network.eval()(x), atol=1e-5)  # the old head is the original classifier
+    assert not _changed(original, network.state_dict())
+    assert torch.equal(L.TwoHeadNet(network, 4).new_head.weight, model.new_head.weight)  # same seed, same head
+
+
+@pytest.mark.parametrize("update_bn_stats", [False, True])
+def test_feature_extraction_changes_only_the_new_head(network_and_tasks, update_bn_stats):
+    network, tasks = network_and_tasks
+    model = L.TwoHeadNet(network, 4, update_bn_stats=update_bn_stats)
+    before = {k: v.clone() for k, v in model.state_dict().items()}
+    record = L.adapt(model, "feature_extraction", tasks, run=Run("part4", "fe", "smoke"), epochs=2, lr=0.1,
+                     device="cpu")
+    changed = _changed(before, model.state_dict())
+    # BatchNorm running statistics of the frozen trunk are unchanged too (frozen BN stays in eval mode).
+    assert changed == {"new_head.weight", "new_head.bias"}
+    assert record["n_trainable"] == 16 * 4 + 4
+    assert all(h["old_test_top1"] is not None for h in record["history"])
+    assert set(record["final"]) >= {"new_train_top1", "new_test_top1", "old_train_top1", "old_test_top1"}
+
+
+def test_fine_tuning_trains_the_chosen_layers_at_their_rate(network_and_tasks):
+    network, tasks = network_and_tasks
+    model = L.TwoHeadNet(network, 4)
+    before = {k: v.clone() for k, v in model.state_dict().items()}
+    groups = L.configure(model, "fine_tuning", "layer2.1.conv1, layer1", lr_percent=10)
+    table = L.rate_table(model, groups, lr=0.1)
+    assert table["layer"].tolist() == ["layer2.1.conv1", "layer1", "new_head", "(frozen: everything else)"]
+    assert table["lr"].tolist() == pytest.approx([0.01, 0.01, 0.1, 0.0])
+    assert table["parameters"].sum() == sum(p.numel() for p in model.parameters())
+    L.adapt(model, "fine_tuning", tasks, run=Run("part4", "ft", "smoke"), epochs=1, lr=0.1,
+            layers="layer2.1.conv1, layer1", lr_percent=10, device="cpu")
+    changed = _changed(before, model.state_dict())
+    assert {"trunk.layer2.1.conv1.weight", "trunk.layer1.0.conv1.weight", "trunk.layer1.0.bn1.weight",
+            "new_head.weight"} <= changed
+    frozen = {k for k in before if k.startswith(("trunk.conv1", "trunk.bn1", "trunk.layer2.0", "trunk.layer2.1.bn1",
+                                                 "old_head"))}
+    assert len(frozen) > 10 and not frozen & changed
+    assert not {k for k in changed if "running" in k}  # by default no BatchNorm statistics move
+
+
+def test_update_bn_stats_moves_the_statistics_of_trained_layers_only(network_and_tasks):
+    network, tasks = network_and_tasks
+    model = L.TwoHeadNet(network, 4, update_bn_stats=True)
+    before = {k: v.clone() for k, v in model.state_dict().items()}
+    L.adapt(model, "fine_tuning", tasks, run=Run("part4", "ft_bn", "smoke"), epochs=1, lr=0.1, layers="layer1",
+            device="cpu", final=False, track_old=False)
+    moved = {k for k in _changed(before, model.state_dict()) if "running" in k}
+    assert moved == {"trunk.layer1.0.bn1.running_mean", "trunk.layer1.0.bn1.running_var"}
+
+
+def test_configure_rejects_unknown_and_overlapping_layers(network_and_tasks):
+    model = L.TwoHeadNet(network_and_tasks[0], 4)
+    with pytest.raises(ValueError, match="layer9"):
+        L.configure(model, "fine_tuning", "layer9")
+    with pytest.raises(ValueError, match="overlaps"):
+        L.configure(model, "fine_tuning", "layer2, layer2.1.conv1")
+    with pytest.raises(ValueError, match="at least one layer"):
+        L.configure(model, "fine_tuning", "")
+    with pytest.raises(ValueError, match="lr_percent"):
+        L.configure(model, "lwf", lr_percent=0)
+
+
+def test_lwf_records_responses_of_the_network_before_any_update(network_and_tasks):
+    network, tasks = network_and_tasks
+    model = L.TwoHeadNet(network, 4)
+    untouched = L.TwoHeadNet(network, 4).eval()
+    run = Run("part4", "lwf", "smoke")
+    warmup, record = L.learning_without_forgetting(
+        model, tasks, run=run, warmup_run=Run("part4", "lwf_warmup", "smoke"), epochs=1, warmup_epochs=1, lr=0.1,
+        lr_percent=50, T=2.0, lambda0=1.0, device="cpu")
+    recorded = load_checkpoint(run.checkpoint_path)["objective"]["recorded"]
+    with torch.no_grad():
+        expected = torch.cat([untouched(x)[1] for x, _, _ in tasks.new_train_eval])
+        after = torch.cat([model.eval()(x)[1] for x, _, _ in tasks.new_train_eval])
+    assert torch.allclose(recorded, expected, atol=1e-5)
+    assert not torch.allclose(after, expected, atol=1e-3)  # the joint step did change the old head's outputs
+    assert record["method"] == "LwF" and record["warmup_run"] == "part4/lwf_warmup"
+    assert "train_lwf" in record["history"][0] and "old_test_top1" in record["history"][0]
+    assert warmup["n_trainable"] == 16 * 4 + 4 and "final" not in warmup
+
+
+def test_lwf_distillation_vanishes_when_the_old_head_matches_its_recording(network_and_tasks):
+    network, tasks = network_and_tasks
+    model = L.TwoHeadNet(network, 4)
+    objective = L.lwf_objective(model, tasks, lambda0=1.0, T=2.0)
+    L.configure(model, "lwf")
+    model.train()  # as in the joint phase: the fixed BatchNorm statistics keep the outputs equal to the recordings
+    x, y, index = next(iter(tasks.new_train))  # augmented batch: its index picks its own recordings
+    plain = tasks.new_train_eval.make_batch(index)[0]
+    with torch.no_grad():
+        new, old = model(plain)
+    old = old.clone().requires_grad_(True)
+    loss, parts = objective((new, old), y, index=index)
+    loss.backward()
+    assert parts["lwf"].item() == pytest.approx(0.0, abs=1e-6)
+    assert old.grad.abs().max().item() < 1e-7
+    moved = (old.detach() + torch.randn_like(old)).requires_grad_(True)
+    loss2, parts2 = objective((new, moved), y, index=index)
+    loss2.backward()
+    assert parts2["lwf"].item() > 1e-3 and loss2.item() > loss.item()
+    assert moved.grad.abs().max().item() > 1e-4
+
+
+def test_reference_record_evaluates_the_old_task_only(network_and_tasks):
+    network, tasks = network_and_tasks
+    record = L.reference_record(network, tasks, Run("part4", "original", "smoke"), device="cpu")
+    assert set(record["final"]) == {"old_train_top1", "old_train_loss", "old_test_top1", "old_test_loss"}
+    assert record["status"] == "complete"
