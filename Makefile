@@ -5,13 +5,14 @@
 #   make bench     the benchmarks of bench/ (loader, loop efficiency, KD overhead, precision)
 #   make sweep     part 3's temperature/lambda sweep through papermill
 #   make lab       JupyterLab on notebooks/
+#   make architecture  redraw the import graph of ARCHITECTURE.md and docs/architecture.png
 PYTHON ?= python3
 VENV ?= .venv
 BIN := $(VENV)/bin
 PROFILE ?= quick
 TEST_OUT ?= $(CURDIR)/runs/test-output
 
-.PHONY: venv test figures report bench sweep lab strip clean
+.PHONY: venv test figures report bench sweep lab strip clean architecture
 
 venv: $(VENV)/.installed
 
@@ -49,6 +50,10 @@ lab: venv
 # Remove outputs and execution counts from every notebook (git keeps them clean).
 strip: venv
 	$(BIN)/python -m kdutils.tools.nbclean notebooks/*.ipynb
+
+# The import graph in ARCHITECTURE.md and docs/architecture.png, read from the code.
+architecture: venv
+	$(BIN)/python -m kdutils.tools.import_graph --write
 
 clean:
 	rm -rf runs/ reports/*.pdf figures/*.png

@@ -15,8 +15,11 @@ import copy
 import common
 import torch
 
-from kdutils.core.train import autocast_context, fit, resolve_device, training_settings
+from kdutils.core.precision import autocast_context, resolve_device, training_settings
+from kdutils.core.recipe import Recipe
+from kdutils.core.train import Runtime, fit
 from kdutils.distill.objectives import KDLoss
+from kdutils.distill.teachers import LiveTeacher
 from kdutils.models import build_model
 
 LR = 0.01
@@ -36,17 +39,17 @@ def main(quick: bool = False, batch_size: int = 64) -> list:
         teacher.to(memory_format=torch.channels_last)
         loader.batches = [(x.contiguous(memory_format=torch.channels_last), y, i) for x, y, i in loader.batches]
     kd_student, ce_student = copy.deepcopy(student), copy.deepcopy(student)
-    objective = KDLoss(alpha=0.9, tau=4.0)
+    objective = KDLoss(alpha=0.9, tau=4.0, teacher=LiveTeacher(teacher))
+    recipe, runtime = Recipe(1, lr=LR), Runtime(log="off", device=device)
 
     def kd_epoch():
-        fit(kd_student, loader, None, epochs=1, objective=objective, teacher=teacher, lr=LR, log="off",
-            device=device)
+        fit(kd_student, loader, None, recipe, objective, runtime=runtime)
 
     def student_epoch_and_teacher_pass():
         with torch.inference_mode(), autocast_context(device, dtype):
             for x, _, _ in loader:
                 teacher(x)
-        fit(ce_student, loader, None, epochs=1, lr=LR, log="off", device=device)
+        fit(ce_student, loader, None, recipe, runtime=runtime)
 
     seconds = common.timed({"kd": kd_epoch, "separate": student_epoch_and_teacher_pass}, rounds, device)
     images = n_batches * batch_size

@@ -17,13 +17,9 @@ import common
 import torch
 from torch import nn
 
-from kdutils.core.train import (
-    autocast_context,
-    fit,
-    make_optimizer,
-    resolve_device,
-    training_settings,
-)
+from kdutils.core.precision import autocast_context, resolve_device, training_settings
+from kdutils.core.recipe import Recipe, make_optimizer
+from kdutils.core.train import Runtime, fit
 from kdutils.models import build_model
 
 LR = 0.01
@@ -58,7 +54,7 @@ def loop_pair(model: nn.Module, batches: list, device: torch.device):
             opt.step()
 
     def fit_epoch():
-        fit(fit_model, loader, None, epochs=1, lr=LR, log="off", device=device)
+        fit(fit_model, loader, None, Recipe(1, lr=LR), runtime=Runtime(log="off", device=device))
 
     return fit_epoch, raw_epoch
 

@@ -5,9 +5,9 @@ ResNet-18 in four settings on the current device: fp32 or bf16 autocast, contigu
 or channels-last memory. Each setting has its own copy of the model (same initial
 weights) and its own optimizer; the settings alternate round by round. The table gives
 images/s and the speed relative to fp32 + contiguous, and marks the setting that
-``kdutils.core.train.fit`` uses with ``amp="auto", channels_last="auto"`` on this device: on CUDA
+``kdutils.core.train.fit`` uses with ``Runtime(amp="auto", channels_last="auto")`` on this device: on CUDA
 bf16 (fp16 where bf16 is missing) + channels-last; on the CPU the one its own cached
-micro-benchmark ``kdutils.core.train.choose_cpu_settings`` finds fastest.
+micro-benchmark ``kdutils.core.precision.choose_cpu_settings`` finds fastest.
 
     python bench/bench_precision.py [--quick]
 """
@@ -18,7 +18,7 @@ import copy
 import common
 import torch
 
-from kdutils.core.train import (
+from kdutils.core.precision import (
     choose_cpu_settings,
     make_training_step,
     resolve_amp,

@@ -2,7 +2,7 @@
 
 Shared machines are noisy: another process can take a core for seconds, so one absolute
 time means little. The benchmarks therefore time the candidates of a comparison **side by
-side** with ``kdutils.core.train.time_interleaved``: round after round, each candidate runs once,
+side** with ``kdutils.core.precision.time_interleaved``: round after round, each candidate runs once,
 in an order that alternates (A B, B A, A B, ...), and a comparison is summarised by the
 median over rounds of the per-round ratio (both candidates of a round saw about the same
 load), with the lowest and highest per-round ratio beside it.
@@ -33,7 +33,7 @@ import torch  # noqa: E402
 
 from kdutils.core import data as D  # noqa: E402
 from kdutils.core.profiles import runs_dir, shared_data_dir  # noqa: E402
-from kdutils.core.train import time_interleaved  # noqa: E402
+from kdutils.core.precision import time_interleaved  # noqa: E402
 
 CLOCKS = {"wall": time.perf_counter, "cpu": time.process_time}
 #: The clock that ``timed`` reads (set by ``configure``).

@@ -1,21 +1,16 @@
-"""kdutils: the shared package behind the knowledge-distillation course notebooks.
+"""kdutils: the package behind the knowledge-distillation and compression notebooks.
 
-One module per concern:
+Layers (imports go down this list only; ARCHITECTURE.md has the rules and the import graph):
 
-- ``kdutils.core.profiles``  smoke / quick / full profiles, data and output locations
-- ``kdutils.core.data``      CIFAR (torchvision), image-folder trees, caches, synthetic data
-- ``kdutils.core.loader``    fast batched augmentation from an in-memory uint8 tensor
-- ``kdutils.models``    model registry, parameter / FLOP counting
-- ``kdutils.distill.objectives``    KD, Hinton KD, Tf-KD, PS-KD, LwF losses
-- ``kdutils.core.train``     ``fit`` / ``evaluate`` with checkpoints, resume, budgets, AMP
-- ``kdutils.core.records``   one JSON record per run, tables from records
-- ``kdutils.core.plots``     figures saved under ``figures/``
-- ``kdutils.core.fileio``    atomic writes (checkpoints, caches, records, CSVs)
-- ``kdutils.compress``  pruning, quantization, model sizes, leaderboard CSV
-- ``kdutils.core.hparam`` / ``kdutils.tools.sweep``  log-uniform search; papermill sweeps
-
-Part-specific wiring (kept out of the notebooks, tested): ``recipes`` and ``ablation``
-(part 1), ``kd_tasks`` (part 2), ``cifar10_kd`` (part 3), ``faces`` and ``lwf`` (part 4),
-``food`` (part 5); ``report`` and ``run_notebooks`` export the reports.
+- ``kdutils.tools``     command-line programs: report (and its two PDF paths, pdf), sweep,
+  run_notebooks, nbclean, import_graph
+- ``kdutils.parts``     ``part1`` ... ``part5``: each part's settings, training wrappers, tables,
+  findings and report spec (notebook ``notebooks/partN_*.ipynb`` uses ``kdutils.parts.partN``)
+- ``kdutils.distill``   objectives (KD, Hinton KD, Tf-KD, PS-KD, LwF, hints) and the teacher
+  sources their soft targets come from
+- ``kdutils.models``    the model registry (``build_model``) and the model families
+- ``kdutils.compress``  model sizes, quantization, pruning
+- ``kdutils.core``      the engine: profiles, data, loader, records, ``fit`` (train, recipe,
+  precision, objective), plots, hparam, findings, report_spec, fileio
 """
 __version__ = "0.1.0"

@@ -1,4 +1,6 @@
-"""Notebooks are committed clean and follow the notebook rules of CONVENTIONS.md."""
+"""The notebooks follow the cell layout of notebooks/README.md: a markdown cell stating the task,
+the Colab-aware set-up cell, exactly one `parameters` cell, no outputs (see also
+tests/tools/test_nbclean.py and the naming rules in ARCHITECTURE.md)."""
 import json
 from pathlib import Path
 

@@ -12,7 +12,7 @@ import platform
 import re
 import time
 from pathlib import Path
-from typing import Any, Iterable, Mapping, Optional
+from typing import Any, Iterable, Mapping, Optional, Sequence
 
 from kdutils.core.fileio import atomic_write_json as _write_json
 from kdutils.core.profiles import results_dir
@@ -28,6 +28,21 @@ def check_name(name: str, what: str = "run name") -> str:
             "(it becomes a file name)"
         )
     return name
+
+
+_TOKEN_BAD_CHARS = re.compile(r"[^A-Za-z0-9_.=+-]")
+
+
+def name_token(v: Any) -> str:
+    """A short, file-name-safe text for a value (5.0 -> "5", 0.1 -> "0.1", 1e-05 -> "1e-05")."""
+    text = f"{v:g}" if isinstance(v, float) else str(v)
+    return _TOKEN_BAD_CHARS.sub("-", text)
+
+
+def make_run_name(params: Mapping[str, Any], keys: Optional[Sequence[str]] = None) -> str:
+    """``{"T": 5, "lam": 0.1}`` -> ``"T5_lam0.1"`` (``keys`` picks and orders the parts)."""
+    keys = list(params) if keys is None else list(keys)
+    return "_".join(f"{k}{name_token(params[k])}" for k in keys)
 
 
 def record_path(part: str, run: str, profile: str, root: Optional[Path] = None) -> Path:

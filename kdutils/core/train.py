@@ -1,55 +1,66 @@
 """``fit`` and ``evaluate``: the one training loop every part uses.
 
-``fit`` trains a model on a :class:`~kdutils.core.loader.GpuLoader` with
+``fit(model, train, test, recipe, objective=None, run=None, *, runtime=Runtime(), params=None, callbacks=())``
 
-- an optimizer and a per-step learning-rate schedule built from plain parameters;
-- any objective from :mod:`kdutils.distill.objectives` (plain CE by default), with an optional teacher
-  that runs in ``eval()`` under ``torch.no_grad()`` and is never updated;
-- top-1 / top-5 and a per-epoch history, accumulated on the device (one host sync per
-  epoch, plus a NaN check every ``nan_check_every`` steps);
-- automatic mixed precision (bf16, or fp16 with a gradient scaler) and channels-last
-  memory on CUDA; on the CPU the faster of fp32/bf16 and contiguous/channels-last,
-  measured once per model and machine (:func:`choose_cpu_settings`, see ``bench/``);
-- a wall-clock budget: when it is spent the run stops cleanly after the current step,
-  is evaluated, and its record says ``status: "budget"``;
-- a checkpoint after every epoch (atomic), and **resume**: calling ``fit`` again for the
-  same run continues from the last checkpoint. Every epoch re-seeds the global RNG and
-  the loader from ``(seed, epoch)``, so on the CPU a resumed run ends with the same
-  weights and history as an uninterrupted one;
-- one JSON record per run (``kdutils.core.records``); a finished run is skipped on re-run
-  (its final weights are loaded from the checkpoint) unless ``force=True``.
+- *what* is computed: a :class:`~kdutils.core.recipe.Recipe` (optimiser, per-step
+  schedule, epochs, gradient clipping) and an objective (plain cross-entropy by default;
+  any :class:`~kdutils.core.objective.Objective`, e.g. KD with its teacher source);
+- *where and how*: a :class:`Runtime` (device, precision, seed, logging, wall-clock budget,
+  ``force``). On CUDA: bf16 (or fp16 with a gradient scaler) autocast and channels-last;
+  on the CPU the faster of fp32/bf16 and contiguous/channels-last, measured once per model
+  and machine (:mod:`kdutils.core.precision`);
+- *which run*: a :class:`Run` names the record ``results/<profile>/<part>/<name>.json`` and
+  the checkpoint; without one nothing is written.
+
+The body is a few named steps: reuse a finished run (:func:`_reuse_finished`), set up or
+resume (:func:`_start`), train one epoch (:func:`_train_epoch`), test
+(:func:`_test_epoch`), checkpoint and record (:func:`_save`), finish (:func:`_finish`).
+Top-1/top-5 and the objective's parts are accumulated on the device (one host sync per
+epoch, plus a NaN check every ``nan_check_every`` steps). Every epoch re-seeds the global
+RNG and the loader from ``(seed, epoch)``, so on the CPU a resumed run ends with the same
+weights and history as an uninterrupted one. A finished run is skipped on re-run (its
+weights are loaded) unless ``force``, and only when it was trained with the same settings.
 """
 from __future__ import annotations
 
-import copy
 import json
-import math
-import statistics
 import sys
 import time
-from contextlib import nullcontext
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Callable, Optional
+from typing import Any, Callable, Iterable, Optional
 
 import torch
 from torch import nn
 
 from kdutils.core import records as R
-from kdutils.core.fileio import atomic_torch_save, atomic_write_json
+from kdutils.core.counting import count_flops, count_params
+from kdutils.core.fileio import atomic_torch_save
+from kdutils.core.objective import Batch, CrossEntropy, Objective
+from kdutils.core.outputs import primary_logits
+from kdutils.core.precision import autocast_context, resolve_amp, resolve_device, training_settings
 from kdutils.core.profiles import is_headless, runs_dir
-from kdutils.distill.objectives import CrossEntropy, primary_logits
+from kdutils.core.recipe import Recipe
+
+__all__ = ["Run", "Runtime", "Recipe", "fit", "evaluate", "predict_logits", "save_checkpoint", "load_checkpoint",
+           "load_run_weights", "resolve_device"]
 
 
 @dataclass
 class Run:
     """Identifies a run: its record is ``results/<profile>/<part>/<name>.json`` and its
-    checkpoint ``runs/checkpoints/<profile>/<part>/<name>.pt``."""
+    checkpoint ``runs/checkpoints/<profile>/<part>/<name>.pt``.
+
+    ``params`` are the settings that define the run: a finished run is reused only when
+    they (and the epochs) match. ``extra`` are further fields for the record (a label,
+    where the weights came from, ...), never compared.
+    """
 
     part: str
     name: str
     profile: str = "quick"
     params: dict = field(default_factory=dict)
+    extra: dict = field(default_factory=dict)
 
     def __post_init__(self):
         R.check_name(self.part, "part")
@@ -64,235 +75,36 @@ class Run:
         return f"{self.part}/{self.name}"
 
 
-# --------------------------------------------------------------------------- devices
-def resolve_device(device="auto") -> torch.device:
-    if device == "auto":
-        if torch.cuda.is_available():
-            return torch.device("cuda")
-        if getattr(torch.backends, "mps", None) is not None and torch.backends.mps.is_available():
-            return torch.device("mps")
-        return torch.device("cpu")
-    return torch.device(device)
+@dataclass(frozen=True)
+class Runtime:
+    """Where and how a run executes; nothing here changes *what* it computes, except the
+    precision (``amp``) and the ``seed``.
 
-
-def resolve_amp(amp, device: torch.device) -> Optional[torch.dtype]:
-    """``"auto"``: bf16 on CUDA where supported, else fp16; off elsewhere (``fit`` measures
-    the CPU's choice with :func:`choose_cpu_settings`). ``"bf16"``, ``"fp16"`` or ``"off"``
-    force it."""
-    if amp in (None, False, "off", "fp32"):
-        return None
-    if amp == "auto":
-        if device.type == "cuda":
-            return torch.bfloat16 if torch.cuda.is_bf16_supported() else torch.float16
-        return None
-    if amp in ("bf16", torch.bfloat16):
-        return torch.bfloat16
-    if amp in ("fp16", torch.float16):
-        return torch.float16
-    raise ValueError(f"amp must be 'auto', 'bf16', 'fp16' or 'off', got {amp!r}")
-
-
-def resolve_channels_last(channels_last, device: torch.device) -> bool:
-    """``"auto"``: on for CUDA, off elsewhere (``fit`` measures the CPU's choice with
-    :func:`choose_cpu_settings`); True or False force it."""
-    if channels_last == "auto":
-        return device.type == "cuda"
-    return bool(channels_last)
-
-
-def autocast_context(device: torch.device, dtype: Optional[torch.dtype]):
-    if dtype is None:
-        return nullcontext()
-    return torch.autocast(device_type=device.type, dtype=dtype)
-
-
-# --------------------------------------------------------------------------- timing
-def time_interleaved(candidates: dict, rounds: int, warmup: int = 1,
-                     sync: Optional[Callable[[], None]] = None,
-                     clock: Callable[[], float] = time.perf_counter) -> dict:
-    """Seconds of each candidate (a no-argument callable) per round, timed side by side.
-
-    Each candidate first runs ``warmup`` times untimed (allocator, kernel selection). Then,
-    for ``rounds`` rounds, each runs once; odd rounds go in reverse order, so that neither
-    always runs first and both see about the same load of a shared machine. ``sync``
-    (e.g. ``torch.cuda.synchronize``) is called before each reading of ``clock`` (wall
-    time by default; ``time.process_time`` counts this process's CPU time instead).
+    ``device``: ``"auto"`` (CUDA, else MPS, else CPU) or a torch device string.
+    ``amp``: ``"auto"``, ``"bf16"``, ``"fp16"`` or ``"off"``; ``channels_last``: ``"auto"``,
+    True or False (see :mod:`kdutils.core.precision`). ``seed``: seeds every epoch.
+    ``log``: ``"auto"`` (a progress bar interactively, one line per epoch headless),
+    ``"bar"``, ``"lines"`` or ``"off"``. ``budget_s``: training wall-clock limit
+    (accumulated over resumes); the run then stops cleanly with status ``"budget"``.
+    ``force``: retrain a finished run and ignore its checkpoint. ``input_size``: the shape
+    used for FLOPs and the CPU precision measurement (default: the loader's crop).
     """
-    sync = sync or (lambda: None)
-    names = list(candidates)
-    for _ in range(warmup):
-        for name in names:
-            candidates[name]()
-    seconds = {name: [] for name in names}
-    for r in range(rounds):
-        for name in (names if r % 2 == 0 else names[::-1]):
-            sync()
-            t0 = clock()
-            candidates[name]()
-            sync()
-            seconds[name].append(clock() - t0)
-    return seconds
 
+    device: Any = "auto"
+    amp: Any = "auto"
+    channels_last: Any = "auto"
+    seed: int = 0
+    log: str = "auto"
+    budget_s: Optional[float] = None
+    force: bool = False
+    nan_check_every: int = 50
+    input_size: Optional[tuple] = None
 
-def make_training_step(model: nn.Module, x: torch.Tensor, y: torch.Tensor, dtype: Optional[torch.dtype],
-                       lr: float = 1e-3) -> Callable[[], None]:
-    """A closure making one SGD step of ``model`` on the batch ``(x, y)``: forward under
-    autocast ``dtype`` (None: fp32), cross-entropy, backward, step. The unit of work that
-    :func:`choose_cpu_settings` and ``bench/`` time."""
-    opt = torch.optim.SGD(model.parameters(), lr=lr, momentum=0.9)
-
-    def step():
-        with autocast_context(x.device, dtype):
-            z = primary_logits(model(x))
-        loss = nn.functional.cross_entropy(z.float(), y)
-        opt.zero_grad(set_to_none=True)
-        loss.backward()
-        opt.step()
-
-    return step
-
-
-_DTYPES = {"off": None, "bf16": torch.bfloat16, "fp16": torch.float16}
-
-#: CPU choices measured in this process: key -> (autocast dtype or None, channels_last).
-_CPU_CHOICES: dict = {}
-
-
-def choose_cpu_settings(model: nn.Module, input_size=(32, 3, 32, 32), amp="auto", channels_last="auto",
-                        run_images: Optional[int] = None, rounds: int = 3, margin: float = 0.05) -> tuple:
-    """The faster CPU training setting for ``model``: ``(autocast dtype or None, channels_last)``.
-
-    The settings left on ``"auto"`` (fp32 or bf16 autocast; contiguous or channels-last
-    memory) are timed on copies of the model (SGD steps on random inputs of ``input_size``,
-    one warm-up each, then ``rounds`` interleaved rounds; the model itself is untouched).
-    The median-fastest wins, but a setting other than fp32 + contiguous must be at least
-    ``margin`` faster, so that timing noise does not flip the choice.
-
-    The measurement costs about ``1 + rounds`` steps per setting. It is made only when that
-    is at most 5% of ``run_images`` (the images the run will train on; None: always);
-    otherwise fp32 + contiguous is kept. A measured choice is cached per model class,
-    parameter count and input size, in memory and in ``<cache_dir>/cpu_settings.json``, so
-    later runs and resumed runs on the same machine use the same setting without measuring.
-
-    Measured with ``bench/bench_precision.py`` on the development machine (2 cores of a
-    Xeon with AVX-512 and AMX-BF16, torch 2.14, CIFAR ResNet-18 training steps, batch 64,
-    speed relative to fp32 + contiguous, see bench/PERFORMANCE.md): channels-last 1.07x,
-    bf16 2.22x, bf16 + channels-last 2.66x (two threads, wall time; one thread: 1.05x,
-    2.36x, 2.78x). There ``fit`` chooses bf16 + channels-last; on a CPU where bf16 is not
-    faster, fp32 stays.
-    """
-    from kdutils.core.data import cache_dir
-    from kdutils.models import count_params
-
-    cpu = torch.device("cpu")
-    dtypes = [None, torch.bfloat16] if amp == "auto" else [resolve_amp(amp, cpu)]
-    formats = [False, True] if channels_last == "auto" else [bool(channels_last)]
-    options = [(d, f) for f in formats for d in dtypes]
-    default = options[0]
-    if len(options) == 1:
-        return default
-    key = (f"{type(model).__module__}.{type(model).__qualname__}|{count_params(model)} params|"
-           f"input {tuple(input_size)}|amp={amp}|channels_last={channels_last}|torch {torch.__version__}|"
-           f"{torch.get_num_threads()} threads")
-    if key in _CPU_CHOICES:
-        return _CPU_CHOICES[key]
-    path = cache_dir() / "cpu_settings.json"
-    stored = json.loads(path.read_text()) if path.exists() else {}
-    if key in stored:
-        _CPU_CHOICES[key] = _DTYPES[stored[key]["amp"]], stored[key]["channels_last"]
-        return _CPU_CHOICES[key]
-    if run_images is not None and 20 * len(options) * (1 + rounds) * input_size[0] > run_images:
-        return default
-
-    def memory_format(channels_last: bool):
-        return torch.channels_last if channels_last else torch.contiguous_format
-
-    x = torch.randn(*input_size)
-    y = torch.zeros(input_size[0], dtype=torch.long)
-    copies = {f: copy.deepcopy(model).to(cpu, memory_format=memory_format(f)).train() for f in formats}
-    steps = {(d, f): make_training_step(copies[f], x.contiguous(memory_format=memory_format(f)), y, d)
-             for d, f in options}
-    try:
-        seconds = time_interleaved(steps, rounds)
-    except RuntimeError:  # a setting this model or CPU does not support: keep the default
-        return default
-    median = {o: statistics.median(s) for o, s in seconds.items()}
-    best = min(options, key=median.get)
-    if median[best] > (1 - margin) * median[default]:
-        best = default
-    _CPU_CHOICES[key] = best
-    names = {v: k for k, v in _DTYPES.items()}
-    stored[key] = {"amp": names[best[0]], "channels_last": best[1], "seconds_per_step": {
-        f"{names[d]} {'channels_last' if f else 'contiguous'}": median[(d, f)] for d, f in options}}
-    atomic_write_json(path, stored)
-    return best
-
-
-def training_settings(model: nn.Module, train_loader, device: torch.device, amp="auto", channels_last="auto",
-                      epochs: int = 1, input_size: Optional[tuple] = None) -> tuple:
-    """``(autocast dtype or None, channels_last)`` that ``fit`` trains ``model`` with.
-
-    :func:`resolve_amp` and :func:`resolve_channels_last`, except on the CPU, where the
-    settings left on ``"auto"`` are measured by :func:`choose_cpu_settings` on batches of
-    the loader's image size (at most 32 images).
-    """
-    dtype, cl = resolve_amp(amp, device), resolve_channels_last(channels_last, device)
-    if device.type != "cpu" or "auto" not in (amp, channels_last):
-        return dtype, cl
-    batch_size = getattr(train_loader, "batch_size", 32)
-    crop = getattr(train_loader, "crop", 32)
-    shape = tuple(input_size[1:]) if input_size else (3, crop, crop)
-    return choose_cpu_settings(model, (min(batch_size, 32), *shape), amp, channels_last,
-                               run_images=epochs * len(train_loader) * batch_size)
-
-
-# --------------------------------------------------------------------------- optimisation
-def make_optimizer(params, name: str = "sgd", lr: float = 0.1, momentum: float = 0.9,
-                   weight_decay: float = 5e-4, nesterov: bool = True, betas=(0.9, 0.999)):
-    """SGD (momentum, Nesterov), Adam or AdamW from plain parameters.
-
-    ``params`` is an iterable of tensors or of param-group dicts; a group's ``lr_scale``
-    multiplies ``lr`` (used for fine-tuning chosen layers at a percentage of the base rate).
-    """
-    if not (isinstance(lr, (int, float)) and lr > 0):
-        raise ValueError(f"lr must be > 0, got {lr!r}")
-    groups = list(params)
-    if groups and isinstance(groups[0], dict):
-        # Copies: the caller's groups keep their ``lr_scale`` (fit can be called again with them).
-        groups = [{**{k: v for k, v in g.items() if k != "lr_scale"}, "lr": lr * g.get("lr_scale", 1.0)}
-                  for g in groups]
-    name = name.lower()
-    if name == "sgd":
-        return torch.optim.SGD(groups, lr=lr, momentum=momentum, weight_decay=weight_decay,
-                               nesterov=nesterov and momentum > 0)
-    if name == "adam":
-        return torch.optim.Adam(groups, lr=lr, betas=betas, weight_decay=weight_decay)
-    if name == "adamw":
-        return torch.optim.AdamW(groups, lr=lr, betas=betas, weight_decay=weight_decay)
-    raise ValueError(f"optimizer must be 'sgd', 'adam' or 'adamw', got {name!r}")
-
-
-def lr_factor(step: int, total: int, steps_per_epoch: int, schedule: str = "cosine",
-              warmup_steps: int = 0, milestones=(), gamma: float = 0.1, final_scale: float = 0.0) -> float:
-    """The multiplier of the base learning rate at ``step`` (0-based) of ``total`` steps.
-
-    ``cosine``: linear warm-up, then cosine decay to ``final_scale``; ``constant``;
-    ``multistep``: times ``gamma`` at each epoch in ``milestones``; ``linear``: linear decay.
-    """
-    if warmup_steps and step < warmup_steps:
-        return (step + 1) / warmup_steps
-    if schedule == "constant":
-        return 1.0
-    if schedule == "multistep":
-        epoch = step // max(steps_per_epoch, 1)
-        return gamma ** sum(1 for m in milestones if epoch >= m)
-    progress = (step - warmup_steps) / max(total - warmup_steps, 1)
-    progress = min(max(progress, 0.0), 1.0)
-    if schedule == "cosine":
-        return final_scale + (1 - final_scale) * 0.5 * (1 + math.cos(math.pi * progress))
-    if schedule == "linear":
-        return final_scale + (1 - final_scale) * (1 - progress)
-    raise ValueError(f"schedule must be 'cosine', 'linear', 'multistep' or 'constant', got {schedule!r}")
+    def __post_init__(self):
+        if self.budget_s is not None and not self.budget_s > 0:
+            raise ValueError(f"Runtime.budget_s must be > 0 seconds (or None), got {self.budget_s!r}")
+        if self.log not in ("auto", "bar", "lines", "off"):
+            raise ValueError(f"Runtime.log must be 'auto', 'bar', 'lines' or 'off', got {self.log!r}")
 
 
 # --------------------------------------------------------------------------- metrics
@@ -414,214 +226,262 @@ class _Progress:
 
 
 # --------------------------------------------------------------------------- fit
-def fit(
-    model: nn.Module,
-    train_loader,
-    test_loader=None,
-    *,
-    epochs: int,
-    objective: Optional[nn.Module] = None,
-    teacher: Optional[nn.Module] = None,
-    optimizer: str = "sgd",
-    lr: float = 0.1,
-    momentum: float = 0.9,
-    nesterov: bool = True,
-    weight_decay: float = 5e-4,
-    betas=(0.9, 0.999),
-    schedule: str = "cosine",
-    warmup_epochs: float = 0,
-    milestones=(),
-    gamma: float = 0.1,
-    final_lr_scale: float = 0.0,
-    param_groups=None,
-    grad_clip: Optional[float] = None,
-    run: Optional[Run] = None,
-    force: bool = False,
-    budget_s: Optional[float] = None,
-    device="auto",
-    amp="auto",
-    channels_last="auto",
-    seed: int = 0,
-    log: str = "auto",
-    eval_every: int = 1,
-    nan_check_every: int = 50,
-    input_size: Optional[tuple] = None,
-    extra: Optional[dict] = None,
-    on_epoch_end: Optional[Callable[[int, dict], None]] = None,
-) -> dict:
-    """Train ``model`` and return its run record (a dict; see module docstring).
+@dataclass
+class _Session:
+    """Everything one ``fit`` call holds while it trains."""
 
-    The model is trained in place. ``run`` names the record and checkpoint; without it
-    nothing is written (handy for short fine-tuning inside another experiment).
-    ``budget_s`` limits the training wall time (accumulated over resumes).
-    ``on_epoch_end(epoch, row)`` is called after each epoch's history row is made.
+    model: nn.Module
+    train: Any
+    test: Any
+    recipe: Recipe
+    objective: Objective
+    run: Optional[Run]
+    rt: Runtime
+    device: torch.device
+    dtype: Optional[torch.dtype]
+    channels_last: bool
+    optimizer: torch.optim.Optimizer
+    scheduler: Any
+    scaler: Any
+    record: Optional[dict] = None
+    history: list = field(default_factory=list)
+    elapsed: float = 0.0
+    start_epoch: int = 0
+    progress: Any = None
+    taps: Any = None
+
+    @property
+    def label(self) -> str:
+        return self.run.label if self.run else type(self.model).__name__
+
+
+def fit(model: nn.Module, train_loader, test_loader=None, recipe: Optional[Recipe] = None,
+        objective: Optional[Objective] = None, run: Optional[Run] = None, *, runtime: Optional[Runtime] = None,
+        params=None, callbacks: Iterable[Callable[[int, dict], None]] = ()) -> dict:
+    """Train ``model`` in place with ``recipe`` and ``objective``; return its run record.
+
+    ``params``: what to optimise: None (the model's trainable parameters) or a list of
+    param-group dicts whose ``lr_scale`` multiplies the recipe's ``lr``. Trainable
+    parameters of the objective (a feature regressor) are optimised too.
+    ``callbacks``: ``cb(epoch, row)`` after each epoch's history row is made.
     """
-    if not isinstance(epochs, int) or epochs < 1:
-        raise ValueError(f"epochs must be a positive int, got {epochs!r}")
-    if budget_s is not None and budget_s <= 0:
-        raise ValueError(f"budget_s must be > 0 seconds (or None), got {budget_s!r}")
-    dev = resolve_device(device)
+    if not isinstance(recipe, Recipe):
+        raise TypeError(f"fit needs a kdutils.core.recipe.Recipe, got {type(recipe).__name__}: "
+                        "build one with Recipe(epochs=..., lr=...) or Recipe.from_dict(settings)")
+    rt = runtime or Runtime()
     objective = objective if objective is not None else CrossEntropy()
-    if getattr(objective, "needs_teacher", False) and teacher is None:
-        raise ValueError(f"{type(objective).__name__} needs a teacher: pass teacher=...")
-    label = run.label if run else type(model).__name__
-
-    # ---- a finished run is not trained again
-    if run is not None and not force:
-        rec = R.load_record(run.part, run.name, run.profile)
-        if R.is_finished(rec) and run.checkpoint_path.exists():
-            _check_same_settings(rec, run, epochs)
-            model.load_state_dict(load_checkpoint(run.checkpoint_path)["model"])
-            if log != "off":
-                print(f"[{label}] finished before ({rec['status']}, best top1 "
-                      f"{(rec.get('best') or {}).get('test_top1')}); loaded its weights. force=True retrains.")
-            return rec
-
-    model.to(dev)
-    dtype, cl = training_settings(model, train_loader, dev, amp, channels_last, epochs, input_size)
-    if cl:
-        model.to(memory_format=torch.channels_last)
-    for loader in (train_loader, test_loader):
-        if hasattr(loader, "channels_last"):
-            loader.channels_last = cl
-    objective.to(dev)
-    if teacher is not None:
-        teacher.to(dev).eval()
-        teacher.requires_grad_(False)
-        if cl:
-            teacher.to(memory_format=torch.channels_last)
-
-    params = param_groups if param_groups is not None else [p for p in model.parameters() if p.requires_grad]
-    opt = make_optimizer(params, optimizer, lr, momentum, weight_decay, nesterov, betas)
-    steps_per_epoch = len(train_loader)
-    total_steps = epochs * steps_per_epoch
-    warmup_steps = int(round(warmup_epochs * steps_per_epoch))
-    sched = torch.optim.lr_scheduler.LambdaLR(
-        opt, lambda s: lr_factor(s, total_steps, steps_per_epoch, schedule, warmup_steps,
-                                 milestones, gamma, final_lr_scale))
-    scaler = torch.amp.GradScaler(dev.type, enabled=(dtype == torch.float16))
-
-    # ---- record and resume
-    start_epoch, history, elapsed = 0, [], 0.0
-    record = None
-    if run is not None:
-        from kdutils.models import count_flops, count_params
-
-        if input_size is None:
-            crop = getattr(train_loader, "crop", 32)
-            input_size = (1, 3, crop, crop)
-        try:
-            flops = count_flops(model, input_size)
-        except Exception:  # some exotic module the counter cannot trace
-            flops = None
-        record = R.new_record(run.part, run.name, run.profile, run.params, device=str(dev),
-                              amp=str(dtype).replace("torch.", "") if dtype else "off", channels_last=cl,
-                              seed=seed, epochs=epochs, n_params=count_params(model),
-                              n_trainable=count_params(model, trainable_only=True), flops=flops,
-                              budget_s=budget_s, objective=repr(objective), **(extra or {}))
-        ck = run.checkpoint_path
-        if ck.exists() and not force:
-            state = load_checkpoint(ck, map_location=dev)
-            if state.get("epochs") != epochs or state.get("epoch", 0) > epochs:
-                raise ValueError(
-                    f"checkpoint {ck} was made for {state.get('epochs')} epochs, this call asks for "
-                    f"{epochs}; pass force=True to start over or use another run name")
-            model.load_state_dict(state["model"])
-            opt.load_state_dict(state["optimizer"])
-            sched.load_state_dict(state["scheduler"])
-            scaler.load_state_dict(state["scaler"])
-            if state.get("objective"):
-                objective.load_state_dict(state["objective"])
-            start_epoch, history, elapsed = state["epoch"], state["history"], state["elapsed"]
-            record["created"] = state.get("created", record["created"])
-            if log != "off":
-                print(f"[{label}] resuming after epoch {start_epoch}/{epochs} from {ck}")
-
-    progress = _Progress(label, epochs, steps_per_epoch, log)
+    finished = _reuse_finished(model, run, recipe, rt)
+    if finished is not None:
+        return finished
+    s = _start(model, train_loader, test_loader, recipe, objective, run, rt, params)
     stopped = None
-    model.train()
-    for epoch in range(start_epoch, epochs):
-        if budget_s is not None and elapsed >= budget_s:
-            stopped = "budget"
-            break
-        torch.manual_seed(seed * 1_000_003 + epoch)
-        if hasattr(train_loader, "set_epoch"):
-            train_loader.set_epoch(epoch)
-        progress.start_epoch(epoch)
-        t0 = time.perf_counter()
-        loss_sum = torch.zeros((), device=dev)
-        correct = torch.zeros((), device=dev, dtype=torch.long)
-        parts_sum: dict = {}
-        seen = 0
-        for step, batch in enumerate(train_loader):
-            x, y = batch[0], batch[1]
-            index = batch[2] if len(batch) > 2 else None
-            teacher_logits = None
-            with autocast_context(dev, dtype):
-                if teacher is not None:
-                    with torch.no_grad():
-                        teacher_logits = primary_logits(teacher(x)).float()
-                out = model(x)
-            loss, parts = objective(out, y, teacher_logits=teacher_logits, index=index, epoch=epoch)
-            opt.zero_grad(set_to_none=True)
-            scaler.scale(loss).backward()
-            if grad_clip:
-                scaler.unscale_(opt)
-                nn.utils.clip_grad_norm_(model.parameters(), grad_clip)
-            scaler.step(opt)
-            scaler.update()
-            sched.step()
-            with torch.no_grad():
-                b = len(y)
-                loss_sum += loss.detach().float() * b
-                correct += primary_logits(out).argmax(1).eq(y).sum()
-                for k, v in parts.items():
-                    parts_sum[k] = parts_sum.get(k, 0) + v.float() * b
-            seen += len(y)
-            progress.step()
-            if nan_check_every and (step + 1) % nan_check_every == 0 and not torch.isfinite(loss_sum):
-                _raise_nan(label, epoch, step, start_epoch)
-            if budget_s is not None and elapsed + (time.perf_counter() - t0) >= budget_s:
+    try:
+        for epoch in range(s.start_epoch, recipe.epochs):
+            if rt.budget_s is not None and s.elapsed >= rt.budget_s:
                 stopped = "budget"
                 break
-        if not torch.isfinite(loss_sum):
-            _raise_nan(label, epoch, step, start_epoch)
-        train_seconds = time.perf_counter() - t0
-        row = {"epoch": epoch + 1, "train_loss": loss_sum.item() / max(seen, 1),
-               "train_top1": 100.0 * correct.item() / max(seen, 1),
-               "lr": opt.param_groups[0]["lr"], "seconds": train_seconds}
-        for k, v in parts_sum.items():
-            row[f"train_{k}"] = v.item() / max(seen, 1)
-        if test_loader is not None and ((epoch + 1) % eval_every == 0 or epoch + 1 == epochs or stopped):
-            ev = evaluate(model, test_loader, dev, dtype, cl)
-            row.update(test_loss=ev["loss"], test_top1=ev["top1"], test_top5=ev["top5"])
-        row["eval_seconds"] = time.perf_counter() - t0 - train_seconds
-        elapsed += train_seconds
-        history.append(row)
-        progress.end_epoch(row)
-        if on_epoch_end is not None:
-            on_epoch_end(epoch, row)
-        if run is not None:
-            save_checkpoint(run.checkpoint_path, {
-                "model": model.state_dict(), "optimizer": opt.state_dict(), "scheduler": sched.state_dict(),
-                "scaler": scaler.state_dict(),
-                "objective": objective.state_dict() if len(objective.state_dict()) else {},
-                "epoch": epoch + 1, "epochs": epochs, "history": history, "elapsed": elapsed,
-                "created": record["created"],
-            })
-            _fill(record, history, elapsed, "running", None)
-            R.save_record(record)
-        if stopped:
-            break
+            row, stopped = _train_epoch(s, epoch)
+            _test_epoch(s, epoch, row, stopped)
+            s.history.append(row)
+            s.progress.end_epoch(row)
+            for callback in callbacks:
+                callback(epoch, row)
+            _save(s, "running")
+            if stopped:
+                break
+    finally:
+        s.taps.remove()
+    return _finish(s, stopped)
 
-    status = "budget" if stopped == "budget" else "complete"
-    if record is None:
-        record = {"run": None, "params": {}}
-    _fill(record, history, elapsed, status, epochs)
+
+def _reuse_finished(model: nn.Module, run: Optional[Run], recipe: Recipe, rt: Runtime) -> Optional[dict]:
+    """The record of a finished run with the same settings (its weights loaded), else None."""
+    if run is None or rt.force:
+        return None
+    rec = R.load_record(run.part, run.name, run.profile)
+    if not (R.is_finished(rec) and run.checkpoint_path.exists()):
+        return None
+    _check_same_settings(rec, run, recipe.epochs)
+    model.load_state_dict(load_checkpoint(run.checkpoint_path)["model"])
+    if rt.log != "off":
+        print(f"[{run.label}] finished before ({rec['status']}, best top1 "
+              f"{(rec.get('best') or {}).get('test_top1')}); loaded its weights. force=True retrains.")
+    return rec
+
+
+def _start(model, train, test, recipe: Recipe, objective: Objective, run: Optional[Run], rt: Runtime,
+           params) -> _Session:
+    """Device, precision, objective, optimiser and schedule; the record; resume."""
+    dev = resolve_device(rt.device)
+    model.to(dev)
+    dtype, cl = training_settings(model, train, dev, rt.amp, rt.channels_last, recipe.epochs, rt.input_size)
+    if cl:
+        model.to(memory_format=torch.channels_last)
+    for loader in (train, test):
+        if hasattr(loader, "channels_last"):
+            loader.channels_last = cl
+    objective.prepare(dev, dtype, cl)
+    groups = params if params is not None else [p for p in model.parameters() if p.requires_grad]
+    extra = [p for p in objective.parameters() if p.requires_grad]
+    if extra:
+        groups = list(groups) + ([{"params": extra}] if groups and isinstance(groups[0], dict) else extra)
+    opt = recipe.optimizer_for(groups)
+    s = _Session(model, train, test, recipe, objective, run, rt, dev, dtype, cl, opt,
+                 recipe.scheduler_for(opt, len(train)),
+                 torch.amp.GradScaler(dev.type, enabled=(dtype == torch.float16)))
+    s.taps = _FeatureTaps(model, objective.feature_layers)
     if run is not None:
+        s.record = _new_record(s)
+        _resume(s)
+    s.progress = _Progress(s.label, recipe.epochs, len(train), rt.log)
+    return s
+
+
+def _new_record(s: _Session) -> dict:
+    input_size = s.rt.input_size or (1, 3, getattr(s.train, "crop", 32), getattr(s.train, "crop", 32))
+    try:
+        flops = count_flops(s.model, input_size)
+    except Exception:  # some exotic module the counter cannot trace
+        flops = None
+    run = s.run
+    return R.new_record(run.part, run.name, run.profile, run.params, device=str(s.device),
+                        amp=str(s.dtype).replace("torch.", "") if s.dtype else "off", channels_last=s.channels_last,
+                        seed=s.rt.seed, epochs=s.recipe.epochs, n_params=count_params(s.model),
+                        n_trainable=count_params(s.model, trainable_only=True), flops=flops,
+                        budget_s=s.rt.budget_s, objective=repr(s.objective), recipe=s.recipe.as_dict(),
+                        **run.extra)
+
+
+def _resume(s: _Session) -> None:
+    """Continue from the run's checkpoint, if there is one (and not ``force``)."""
+    ck = s.run.checkpoint_path
+    if not ck.exists() or s.rt.force:
+        return
+    state = load_checkpoint(ck, map_location=s.device)
+    if state.get("epochs") != s.recipe.epochs or state.get("epoch", 0) > s.recipe.epochs:
+        raise ValueError(
+            f"checkpoint {ck} was made for {state.get('epochs')} epochs, this call asks for "
+            f"{s.recipe.epochs}; pass force=True to start over or use another run name")
+    s.model.load_state_dict(state["model"])
+    s.optimizer.load_state_dict(state["optimizer"])
+    s.scheduler.load_state_dict(state["scheduler"])
+    s.scaler.load_state_dict(state["scaler"])
+    if state.get("objective"):
+        s.objective.load_state_dict(state["objective"])
+    s.start_epoch, s.history, s.elapsed = state["epoch"], state["history"], state["elapsed"]
+    s.record["created"] = state.get("created", s.record["created"])
+    if s.rt.log != "off":
+        print(f"[{s.label}] resuming after epoch {s.start_epoch}/{s.recipe.epochs} from {ck}")
+
+
+class _FeatureTaps:
+    """Forward hooks that keep the outputs of the named student modules for the objective."""
+
+    def __init__(self, model: nn.Module, names: Iterable[str]):
+        self.features: dict = {}
+        self.handles = [model.get_submodule(n).register_forward_hook(self._keeper(n)) for n in names]
+
+    def _keeper(self, name):
+        def keep(_module, _inputs, output):
+            self.features[name] = output
+        return keep
+
+    def remove(self) -> None:
+        for h in self.handles:
+            h.remove()
+
+
+def _train_epoch(s: _Session, epoch: int) -> tuple:
+    """One epoch of optimisation; returns its history row (without test columns) and
+    ``"budget"`` when the wall-clock budget ran out during it, else None."""
+    torch.manual_seed(s.rt.seed * 1_000_003 + epoch)
+    if hasattr(s.train, "set_epoch"):
+        s.train.set_epoch(epoch)
+    s.progress.start_epoch(epoch)
+    t0 = time.perf_counter()
+    loss_sum = torch.zeros((), device=s.device)
+    correct = torch.zeros((), device=s.device, dtype=torch.long)
+    parts_sum: dict = {}
+    seen, stopped, step = 0, None, 0
+    for step, data in enumerate(s.train):
+        batch = Batch(data[0], data[1], data[2] if len(data) > 2 else None, epoch, s.taps.features)
+        out, loss, parts = _step(s, batch)
+        with torch.no_grad():
+            b = len(batch.y)
+            loss_sum += loss.detach().float() * b
+            correct += primary_logits(out).argmax(1).eq(batch.y).sum()
+            for k, v in parts.items():
+                parts_sum[k] = parts_sum.get(k, 0) + v.float() * b
+        seen += len(batch.y)
+        s.progress.step()
+        every = s.rt.nan_check_every
+        if every and (step + 1) % every == 0 and not torch.isfinite(loss_sum):
+            _raise_nan(s.label, epoch, step, s.start_epoch)
+        if s.rt.budget_s is not None and s.elapsed + (time.perf_counter() - t0) >= s.rt.budget_s:
+            stopped = "budget"
+            break
+    if not torch.isfinite(loss_sum):
+        _raise_nan(s.label, epoch, step, s.start_epoch)
+    row = {"epoch": epoch + 1, "train_loss": loss_sum.item() / max(seen, 1),
+           "train_top1": 100.0 * correct.item() / max(seen, 1),
+           "lr": s.optimizer.param_groups[0]["lr"], "seconds": time.perf_counter() - t0}
+    for k, v in parts_sum.items():
+        row[f"train_{k}"] = v.item() / max(seen, 1)
+    return row, stopped
+
+
+def _step(s: _Session, batch: Batch) -> tuple:
+    """Forward (under autocast), objective, backward, clip, optimiser and schedule step."""
+    with autocast_context(s.device, s.dtype):
+        out = s.model(batch.x)
+    loss, parts = s.objective(out, batch)
+    s.optimizer.zero_grad(set_to_none=True)
+    s.scaler.scale(loss).backward()
+    if s.recipe.grad_clip:
+        s.scaler.unscale_(s.optimizer)
+        nn.utils.clip_grad_norm_(s.model.parameters(), s.recipe.grad_clip)
+    s.scaler.step(s.optimizer)
+    s.scaler.update()
+    s.scheduler.step()
+    return out, loss, parts
+
+
+def _test_epoch(s: _Session, epoch: int, row: dict, stopped) -> None:
+    """Test columns (every ``eval_every`` epochs, after the last one and when stopping)."""
+    t0 = time.perf_counter()
+    last = epoch + 1 == s.recipe.epochs
+    if s.test is not None and ((epoch + 1) % s.recipe.eval_every == 0 or last or stopped):
+        ev = evaluate(s.model, s.test, s.device, s.dtype, s.channels_last)
+        row.update(test_loss=ev["loss"], test_top1=ev["top1"], test_top5=ev["top5"])
+    row["eval_seconds"] = time.perf_counter() - t0
+    s.elapsed += row["seconds"]
+
+
+def _save(s: _Session, status: str) -> None:
+    """Checkpoint (atomic) and record after an epoch."""
+    if s.run is None:
+        return
+    objective_state = s.objective.state_dict()
+    save_checkpoint(s.run.checkpoint_path, {
+        "model": s.model.state_dict(), "optimizer": s.optimizer.state_dict(),
+        "scheduler": s.scheduler.state_dict(), "scaler": s.scaler.state_dict(),
+        "objective": objective_state if len(objective_state) else {},
+        "epoch": len(s.history) and s.history[-1]["epoch"], "epochs": s.recipe.epochs, "history": s.history,
+        "elapsed": s.elapsed, "created": s.record["created"],
+    })
+    _fill(s.record, s.history, s.elapsed, status, None)
+    R.save_record(s.record)
+
+
+def _finish(s: _Session, stopped) -> dict:
+    status = "budget" if stopped == "budget" else "complete"
+    record = s.record if s.record is not None else {"run": None, "params": {}}
+    _fill(record, s.history, s.elapsed, status, s.recipe.epochs)
+    if s.run is not None:
         R.save_record(record)
-    if stopped == "budget" and log != "off":
-        print(f"[{label}] wall-clock budget of {budget_s:.0f}s spent after {len(history)} epoch(s); stopped cleanly.")
+    if stopped == "budget" and s.rt.log != "off":
+        print(f"[{s.label}] wall-clock budget of {s.rt.budget_s:.0f}s spent after {len(s.history)} epoch(s); "
+              "stopped cleanly.")
     return record
 
 
@@ -651,7 +511,8 @@ def _fill(record: dict, history: list, elapsed: float, status: str, epochs: Opti
         best = max(evald, key=lambda h: h["test_top1"])
         record["best"] = {k: best.get(k) for k in ("epoch", "test_top1", "test_top5", "test_loss")}
         last = evald[-1]
-        record["last"] = {k: last.get(k) for k in ("epoch", "test_top1", "test_top5", "test_loss", "train_top1", "train_loss")}
+        record["last"] = {k: last.get(k) for k in ("epoch", "test_top1", "test_top5", "test_loss", "train_top1",
+                                                   "train_loss")}
     if history:
         record["epoch_seconds"] = elapsed / len(history)
         if epochs:

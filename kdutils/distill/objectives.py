@@ -1,15 +1,22 @@
-"""Training objectives: plain CE, knowledge distillation and its relatives.
+"""Distillation objectives: KD and its relatives, each a small ``nn.Module``.
 
-Every objective is a small ``nn.Module`` called by ``kdutils.core.train.fit`` as::
+Every objective has the shape of :class:`kdutils.core.objective.Objective`:
+``loss, parts = objective(outputs, batch)``, with its soft targets coming from the
+teacher source it holds (:mod:`kdutils.distill.teachers`). One family, five sources:
 
-    loss, parts = objective(outputs, targets, teacher_logits=..., index=..., epoch=...)
+===================  ===========================  ===================================
+objective            teacher source               used in
+===================  ===========================  ===================================
+``KDLoss``           ``LiveTeacher`` /            parts 2, 3 (the lambda mix), 5
+                     ``CachedLogits``
+``HintonKDLoss``     ``CachedLogits``             part 3's search (CE + lam T^2 KL)
+``TfKDRegLoss``      ``ManualTarget``             part 2 (Teacher-free KD, "reg")
+``PSKDLoss``         ``OwnPredictions``           part 2 (progressive self-KD)
+``LwFLoss``          ``RecordedLogits``           part 4 (Learning without Forgetting)
+``HintLoss``         ``LiveTeacher`` (features)   feature-based KD (FitNets)
+===================  ===========================  ===================================
 
-``outputs`` is what the model returned (a tensor of logits, or a tuple whose first item
-is the logits being trained); ``parts`` maps names to detached scalar tensors that ``fit``
-averages per epoch (no host sync per step). ``needs_teacher`` tells ``fit`` to run the
-teacher (in ``eval()`` under ``torch.no_grad()``) and pass its logits.
-
-Conventions (see CONVENTIONS.md):
+Conventions:
 
 - soft terms compare ``log_softmax(student / tau)`` with ``softmax(teacher / tau)``, are
   summed over classes, averaged over the batch and multiplied by ``tau**2`` so their
@@ -22,46 +29,31 @@ Conventions (see CONVENTIONS.md):
 from __future__ import annotations
 
 import math
+from typing import Optional
 
 import torch
 import torch.nn.functional as F
 from torch import nn
 
+from kdutils.core.objective import Batch, CrossEntropy, Objective, check_positive, check_unit
+from kdutils.core.outputs import primary_logits
+from kdutils.distill.teachers import (
+    LiveTeacher,
+    ManualTarget,
+    OwnPredictions,
+    RecordedLogits,
+    TeacherSource,
+    manual_soft_target,
+)
+
 __all__ = [
-    "primary_logits",
-    "soft_cross_entropy",
-    "soft_kl",
-    "CrossEntropy",
-    "KDLoss",
-    "HintonKDLoss",
-    "TfKDRegLoss",
-    "manual_soft_target",
-    "PSKDLoss",
-    "pskd_alpha",
-    "LwFLoss",
-    "lwf_distillation",
+    "primary_logits", "soft_cross_entropy", "soft_kl", "Objective", "CrossEntropy", "KDLoss", "HintonKDLoss",
+    "TfKDRegLoss", "manual_soft_target", "PSKDLoss", "pskd_alpha", "LwFLoss", "lwf_distillation", "HintLoss",
 ]
 
 
-def primary_logits(outputs):
-    """The logits being trained/evaluated: the tensor itself or the first item of a tuple."""
-    if isinstance(outputs, (tuple, list)):
-        return outputs[0]
-    if isinstance(outputs, dict):
-        return outputs["logits"]
-    return outputs
-
-
 def _check_tau(tau: float) -> float:
-    if not (isinstance(tau, (int, float)) and math.isfinite(tau) and tau > 0):
-        raise ValueError(f"temperature tau must be a finite number > 0, got {tau!r}")
-    return float(tau)
-
-
-def _check_unit(name: str, v: float) -> float:
-    if not (isinstance(v, (int, float)) and 0.0 <= v <= 1.0):
-        raise ValueError(f"{name} must lie in [0, 1], got {v!r}")
-    return float(v)
+    return check_positive("temperature tau", tau)
 
 
 def soft_cross_entropy(student_logits, target_probs, tau: float = 1.0) -> torch.Tensor:
@@ -76,28 +68,6 @@ def soft_kl(student_logits, target_probs, tau: float = 1.0) -> torch.Tensor:
     return F.kl_div(logp, target_probs.float(), reduction="batchmean")
 
 
-class Objective(nn.Module):
-    """Base class: subclasses implement ``forward`` and may set ``needs_teacher``."""
-
-    needs_teacher = False
-
-    def extra_repr(self) -> str:  # shows the hyper-parameters in notebooks
-        keys = [k for k in ("alpha", "tau", "lam", "label_smoothing", "a", "alpha_T", "lambda0") if hasattr(self, k)]
-        return ", ".join(f"{k}={getattr(self, k)}" for k in keys)
-
-
-class CrossEntropy(Objective):
-    """Plain cross-entropy with optional label smoothing (the students' own baselines)."""
-
-    def __init__(self, label_smoothing: float = 0.0):
-        super().__init__()
-        self.label_smoothing = _check_unit("label_smoothing", label_smoothing)
-
-    def forward(self, outputs, targets, **_):
-        loss = F.cross_entropy(primary_logits(outputs).float(), targets, label_smoothing=self.label_smoothing)
-        return loss, {"ce": loss.detach()}
-
-
 class KDLoss(Objective):
     """The assignment's KD loss (parts 2 and 3):
 
@@ -107,13 +77,16 @@ class KDLoss(Objective):
     ``alpha=1`` uses the soft targets alone. Part 3 calls the same weight ``lambda``.
     ``form="kl"`` replaces the soft cross-entropy by the KL divergence: same gradients,
     the value lower by the teacher's entropy (zero when student equals teacher).
+    ``teacher``: a source of teacher logits, e.g. ``LiveTeacher(model)``.
     """
 
     needs_teacher = True
+    #: The history name of the soft term (``train_kd``).
+    soft_name = "kd"
 
-    def __init__(self, alpha: float = 0.9, tau: float = 4.0, form: str = "ce"):
-        super().__init__()
-        self.alpha = _check_unit("alpha", alpha)
+    def __init__(self, alpha: float = 0.9, tau: float = 4.0, form: str = "ce", teacher: Optional[TeacherSource] = None):
+        super().__init__(teacher)
+        self.alpha = check_unit("alpha", alpha)
         self.tau = _check_tau(tau)
         if form not in ("ce", "kl"):
             raise ValueError(f"form must be 'ce' or 'kl', got {form!r}")
@@ -124,14 +97,12 @@ class KDLoss(Objective):
         fn = soft_cross_entropy if self.form == "ce" else soft_kl
         return self.tau**2 * fn(student_logits, q, self.tau)
 
-    def forward(self, outputs, targets, teacher_logits=None, **_):
-        if teacher_logits is None:
-            raise ValueError("KDLoss needs teacher logits: pass teacher=... to fit()")
+    def forward(self, outputs, batch: Batch):
         z = primary_logits(outputs)
-        ce = F.cross_entropy(z.float(), targets)
-        soft = self.soft_term(z, teacher_logits)
+        ce = F.cross_entropy(z.float(), batch.y)
+        soft = self.soft_term(z, self.teacher(batch))
         loss = (1 - self.alpha) * ce + self.alpha * soft
-        return loss, {"ce": ce.detach(), "kd": soft.detach()}
+        return loss, {"ce": ce.detach(), self.soft_name: soft.detach()}
 
 
 class HintonKDLoss(Objective):
@@ -145,36 +116,25 @@ class HintonKDLoss(Objective):
 
     needs_teacher = True
 
-    def __init__(self, lam: float = 1.0, tau: float = 4.0):
-        super().__init__()
+    def __init__(self, lam: float = 1.0, tau: float = 4.0, teacher: Optional[TeacherSource] = None):
+        super().__init__(teacher)
         if not (isinstance(lam, (int, float)) and math.isfinite(lam) and lam >= 0):
             raise ValueError(f"lambda must be a finite number >= 0, got {lam!r}")
         self.lam = float(lam)
         self.tau = _check_tau(tau)
 
-    def forward(self, outputs, targets, teacher_logits=None, **_):
-        if teacher_logits is None:
-            raise ValueError("HintonKDLoss needs teacher logits: pass teacher=... to fit()")
+    def forward(self, outputs, batch: Batch):
         z = primary_logits(outputs)
-        ce = F.cross_entropy(z.float(), targets)
-        kl = self.tau**2 * soft_kl(z, F.softmax(teacher_logits.float() / self.tau, dim=1), self.tau)
+        ce = F.cross_entropy(z.float(), batch.y)
+        target = F.softmax(self.teacher(batch).float() / self.tau, dim=1)
+        kl = self.tau**2 * soft_kl(z, target, self.tau)
         return ce + self.lam * kl, {"ce": ce.detach(), "kd": kl.detach()}
 
 
-def manual_soft_target(targets: torch.Tensor, num_classes: int, a: float = 0.9) -> torch.Tensor:
-    """Tf-KD's manually designed teacher: the correct class gets ``a``, the other
-    ``num_classes - 1`` classes share ``1 - a`` equally."""
-    _check_unit("a", a)
-    if num_classes < 2:
-        raise ValueError("manual_soft_target needs at least 2 classes")
-    out = torch.full((targets.shape[0], num_classes), (1 - a) / (num_classes - 1), device=targets.device)
-    out.scatter_(1, targets.view(-1, 1), a)
-    return out
-
-
-class TfKDRegLoss(Objective):
-    """Teacher-free KD, the "reg" variant (Yuan et al., CVPR 2020): a virtual teacher
-    whose output is ``manual_soft_target`` (correct class ``a``), softened at ``tau``:
+class TfKDRegLoss(KDLoss):
+    """Teacher-free KD, the "reg" variant (Yuan et al., CVPR 2020): :class:`KDLoss` in its
+    KL form with a virtual teacher whose output is ``manual_soft_target`` (correct class
+    ``a``), softened at ``tau``:
 
         L = (1 - alpha) * CE(z_S, y) + alpha * tau^2 * KL(softmax(p_d / tau) || softmax(z_S / tau))
 
@@ -184,19 +144,11 @@ class TfKDRegLoss(Objective):
     student as teacher.
     """
 
-    def __init__(self, alpha: float = 0.5, tau: float = 20.0, a: float = 0.9):
-        super().__init__()
-        self.alpha = _check_unit("alpha", alpha)
-        self.tau = _check_tau(tau)
-        self.a = _check_unit("a", a)
+    soft_name = "reg"
 
-    def forward(self, outputs, targets, **_):
-        z = primary_logits(outputs)
-        pd = manual_soft_target(targets, z.shape[1], self.a)
-        q = F.softmax(pd / self.tau, dim=1)
-        ce = F.cross_entropy(z.float(), targets)
-        reg = self.tau**2 * soft_kl(z, q, self.tau)
-        return (1 - self.alpha) * ce + self.alpha * reg, {"ce": ce.detach(), "reg": reg.detach()}
+    def __init__(self, num_classes: int, alpha: float = 0.5, tau: float = 20.0, a: float = 0.9):
+        super().__init__(alpha, tau, form="kl", teacher=ManualTarget(num_classes, a))
+        self.a = self.teacher.a
 
 
 def pskd_alpha(epoch: int, epochs: int, alpha_T: float) -> float:
@@ -212,36 +164,28 @@ class PSKDLoss(Objective):
 
     The target of sample i at epoch t is ``(1 - alpha_t) * onehot(y_i) + alpha_t * p_{t-1}(x_i)``
     where ``p_{t-1}`` is the model's own prediction for that sample in the previous epoch,
-    kept in a per-sample memory (a buffer, so it is saved in checkpoints and resume works).
-    The loss is the soft cross-entropy against that target. Needs the sample ``index``
-    (``kdutils.core.loader`` yields it).
+    kept by an :class:`~kdutils.distill.teachers.OwnPredictions` source (buffers, so they
+    are saved in checkpoints and resume works). The loss is the soft cross-entropy against
+    that target. Needs the sample ``index`` (``kdutils.core.loader`` yields it).
     """
 
     def __init__(self, num_samples: int, num_classes: int, alpha_T: float = 0.8, epochs: int = 1):
-        super().__init__()
-        self.alpha_T = _check_unit("alpha_T", alpha_T)
+        super().__init__(OwnPredictions(num_samples, num_classes))
+        self.alpha_T = check_unit("alpha_T", alpha_T)
         self.epochs = int(epochs)
-        self.register_buffer("memory", torch.zeros(num_samples, num_classes))
-        self.register_buffer("filled", torch.zeros(num_samples, dtype=torch.bool))
 
-    def targets_for(self, targets, index, epoch):
-        k = self.memory.shape[1]
-        onehot = F.one_hot(targets, k).float()
-        a = pskd_alpha(epoch, self.epochs, self.alpha_T)
-        prev = self.memory[index]
+    def targets_for(self, batch: Batch) -> torch.Tensor:
+        onehot = F.one_hot(batch.y, self.teacher.memory.shape[1]).float()
+        a = pskd_alpha(batch.epoch, self.epochs, self.alpha_T)
+        prev, filled = self.teacher(batch)
         # A sample without a stored prediction (first epoch) keeps its one-hot label.
-        prev = torch.where(self.filled[index].unsqueeze(1), prev, onehot)
+        prev = torch.where(filled.unsqueeze(1), prev, onehot)
         return (1 - a) * onehot + a * prev
 
-    def forward(self, outputs, targets, index=None, epoch=0, **_):
-        if index is None:
-            raise ValueError("PSKDLoss needs the sample index of every batch (kdutils.core.loader yields it)")
+    def forward(self, outputs, batch: Batch):
         z = primary_logits(outputs)
-        soft = self.targets_for(targets, index, epoch)
-        loss = soft_cross_entropy(z, soft)
-        with torch.no_grad():
-            self.memory[index] = F.softmax(z.detach().float(), dim=1)
-            self.filled[index] = True
+        loss = soft_cross_entropy(z, self.targets_for(batch))
+        self.teacher.remember(batch, z)
         return loss, {"ce_soft": loss.detach()}
 
 
@@ -266,25 +210,58 @@ class LwFLoss(Objective):
         L = CE(new_logits, y) + lambda0 * lwf_distillation(old_logits, recorded[index], T)
 
     ``recorded`` holds the old head's logits for every new-task training image, taken
-    before any update (``kdutils.parts.part4.record_responses``). L2 weight decay is the
-    optimizer's ``weight_decay``.
+    before any update (``kdutils.parts.part4.record_responses``), served by a
+    :class:`~kdutils.distill.teachers.RecordedLogits` source. L2 weight decay is the
+    recipe's ``weight_decay``.
     """
 
     def __init__(self, recorded: torch.Tensor, lambda0: float = 1.0, T: float = 2.0, form: str = "ce"):
-        super().__init__()
+        super().__init__(RecordedLogits(recorded))
         if lambda0 < 0:
             raise ValueError(f"lambda0 must be >= 0, got {lambda0!r}")
         self.lambda0 = float(lambda0)
         self.tau = _check_tau(T)
         self.form = form
-        self.register_buffer("recorded", recorded.detach().float().clone())
 
-    def forward(self, outputs, targets, index=None, **_):
+    def forward(self, outputs, batch: Batch):
         if not isinstance(outputs, (tuple, list)) or len(outputs) != 2:
             raise ValueError("LwFLoss expects the model to return (new_logits, old_logits)")
-        if index is None:
-            raise ValueError("LwFLoss needs the sample index of every batch (kdutils.core.loader yields it)")
         new, old = outputs
-        ce = F.cross_entropy(new.float(), targets)
-        dist = lwf_distillation(old, self.recorded[index], self.tau, self.form)
+        ce = F.cross_entropy(new.float(), batch.y)
+        dist = lwf_distillation(old, self.teacher(batch), self.tau, self.form)
         return ce + self.lambda0 * dist, {"ce": ce.detach(), "lwf": dist.detach()}
+
+
+class HintLoss(Objective):
+    """Feature-based distillation with a hint (FitNets, Romero et al., ICLR 2015):
+
+        L = CE(z_S, y) + beta * MSE(r(f_S), f_T)
+
+    ``f_S`` is the output of the student's module ``student_layer``, ``f_T`` that of the
+    teacher's ``teacher_layer`` (a :class:`LiveTeacher` built with that feature layer),
+    and ``r`` a trainable 1x1 convolution from ``student_channels`` to
+    ``teacher_channels`` (optimised with the student by ``fit``). When the maps differ in
+    size, the student's is resized to the teacher's by adaptive average pooling.
+    """
+
+    def __init__(self, teacher: LiveTeacher, student_layer: str, teacher_layer: str,
+                 student_channels: int, teacher_channels: int, beta: float = 1.0):
+        super().__init__(teacher)
+        if teacher_layer not in getattr(teacher, "feature_layers", ()):
+            raise ValueError(f"the teacher source keeps no features of {teacher_layer!r}: build it with "
+                             f"LiveTeacher(model, feature_layers=[{teacher_layer!r}])")
+        self.feature_layers = (student_layer,)
+        self.student_layer, self.teacher_layer = student_layer, teacher_layer
+        self.beta = check_positive("beta", beta)
+        self.regressor = nn.Conv2d(student_channels, teacher_channels, kernel_size=1, bias=False)
+
+    def forward(self, outputs, batch: Batch):
+        z = primary_logits(outputs)
+        ce = F.cross_entropy(z.float(), batch.y)
+        self.teacher(batch)
+        target = self.teacher.features[self.teacher_layer].float()
+        hint = self.regressor(batch.features[self.student_layer].float())
+        if hint.shape[-2:] != target.shape[-2:]:
+            hint = F.adaptive_avg_pool2d(hint, target.shape[-2:])
+        mse = F.mse_loss(hint, target)
+        return ce + self.beta * mse, {"ce": ce.detach(), "hint": mse.detach()}

@@ -5,22 +5,16 @@ Every architecture in the project is registered under a short name and built wit
 (``cifar_resnet``, ``torchvision_resnet``, ``small_cnn``, ``mobile``) and register
 themselves on import.
 
-Counting conventions
---------------------
-``count_params`` counts every parameter, trainable or not (the torchsummary
-convention used by the assignments). Buffers such as BatchNorm running statistics
-are not parameters and are not counted.
-
-``count_flops`` uses ``torch.utils.flop_counter.FlopCounterMode``, which reports
-**FLOPs** where one multiply-add counts as 2 FLOPs (so a conv's FLOPs are twice its
-MACs). ``count_macs`` is provided as FLOPs / 2 for tables that quote multiply-adds.
+``count_params``, ``count_flops`` and ``count_macs`` live in :mod:`kdutils.core.counting`
+(the training loop records them too) and are re-exported here.
 """
 from __future__ import annotations
 
 from typing import Callable, Dict
 
-import torch
 from torch import nn
+
+from kdutils.core.counting import count_flops, count_macs, count_params
 
 _REGISTRY: Dict[str, Callable[..., nn.Module]] = {}
 
@@ -67,22 +61,6 @@ def build_model(name: str, num_classes: int, **options) -> nn.Module:
     return _REGISTRY[name](num_classes=num_classes, **options)
 
 
-def count_params(model: nn.Module, trainable_only: bool = False) -> int:
-    """Number of parameters (all of them by default, the torchsummary convention).
-
-    Shared parameters are counted once. For an ensemble pass an ``nn.ModuleList``
-    (or sum the members' counts): every member counts.
-    """
-    seen = set()
-    total = 0
-    for p in model.parameters():
-        if id(p) in seen or (trainable_only and not p.requires_grad):
-            continue
-        seen.add(id(p))
-        total += p.numel()
-    return total
-
-
 def check_param_budget(model: nn.Module, budget: int, what: str = "model") -> int:
     """Raise ``ValueError`` if ``model`` has more than ``budget`` parameters; return the count."""
     n = count_params(model)
@@ -93,33 +71,6 @@ def check_param_budget(model: nn.Module, budget: int, what: str = "model") -> in
             "if the assignment allows it."
         )
     return n
-
-
-@torch.no_grad()
-def count_flops(model: nn.Module, input_size=(1, 3, 32, 32)) -> int:
-    """Forward FLOPs for one batch of ``input_size`` (1 multiply-add = 2 FLOPs).
-
-    Divide by the batch size for per-image FLOPs (the default batch is 1).
-    """
-    from torch.utils.flop_counter import FlopCounterMode
-
-    was_training = model.training
-    model.eval()
-    try:
-        p = next(model.parameters(), None)
-        device = p.device if p is not None else torch.device("cpu")
-        x = torch.zeros(*input_size, device=device)
-        counter = FlopCounterMode(display=False)
-        with counter:
-            model(x)
-        return int(counter.get_total_flops())
-    finally:
-        model.train(was_training)
-
-
-def count_macs(model: nn.Module, input_size=(1, 3, 32, 32)) -> int:
-    """Multiply-adds (MACs) = FLOPs / 2."""
-    return count_flops(model, input_size) // 2
 
 
 def summary(model: nn.Module, input_size=(1, 3, 32, 32), depth: int = 3, verbose: int = 0):

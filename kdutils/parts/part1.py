@@ -2,30 +2,27 @@
 
 from __future__ import annotations
 
+import functools
 import math
 import re
 import statistics
 import time
-from typing import Mapping, Optional, Sequence
+from typing import Iterable, Mapping, Optional, Sequence
 
 import torch
 from torch import nn
 
 from kdutils.core import data as D
+from kdutils.core import findings as F
 from kdutils.core import records as R
 from kdutils.core.loader import loaders_for
 from kdutils.core.profiles import Setup
-from kdutils.core.train import (
-    Run,
-    autocast_context,
-    fit,
-    make_optimizer,
-    resolve_amp,
-    resolve_channels_last,
-    resolve_device,
-)
-from kdutils.distill.objectives import CrossEntropy
+from kdutils.core.objective import CrossEntropy
+from kdutils.core.precision import autocast_context, resolve_amp, resolve_channels_last, resolve_device
+from kdutils.core.recipe import Recipe
+from kdutils.core.train import Run, Runtime, fit
 from kdutils.models import build_model, count_flops, count_params
+from kdutils.models.cifar_resnet import ABLATION_PATH, PROPOSAL_PARAM_BUDGET
 
 # =========================================================================== recipes
 #: One recipe per profile; identical for every model of the ablation.
@@ -112,19 +109,18 @@ def cifar_loaders(name: str, train_set, test_set, recipe: dict, seed: int = 0, d
 
 
 def train_with_recipe(model, run: Run, recipe: dict, train_loader, test_loader, objective=None,
-                      teacher=None, force: bool = False, seed: int = 0, **fit_kwargs) -> dict:
-    """``fit`` with the recipe's fixed hyper-parameters (the one framework of parts 1-2).
+                      force: bool = False, seed: int = 0) -> dict:
+    """``fit`` with the framework's fixed settings (the one framework of parts 1-2).
 
-    ``objective`` defaults to cross-entropy with the recipe's label smoothing. The record
-    stores the recipe under ``recipe``.
+    ``recipe`` is a profile's :data:`CIFAR100_RECIPE` entry: its optimisation settings
+    become the :class:`~kdutils.core.recipe.Recipe`, ``amp`` and ``budget_s`` the
+    :class:`~kdutils.core.train.Runtime`. ``objective`` defaults to cross-entropy with
+    the recipe's label smoothing. The record keeps the whole dict under ``framework``.
     """
     objective = objective if objective is not None else CrossEntropy(recipe["label_smoothing"])
-    extra = dict(fit_kwargs.pop("extra", None) or {}, recipe=recipe)
-    return fit(model, train_loader, test_loader, epochs=recipe["epochs"], objective=objective, teacher=teacher,
-               optimizer=recipe["optimizer"], lr=recipe["lr"], momentum=recipe["momentum"],
-               nesterov=recipe["nesterov"], weight_decay=recipe["weight_decay"], schedule=recipe["schedule"],
-               warmup_epochs=recipe["warmup_epochs"], amp=recipe["amp"], budget_s=recipe["budget_s"],
-               run=run, force=force, seed=seed, extra=extra, **fit_kwargs)
+    run.extra.setdefault("framework", dict(recipe))
+    runtime = Runtime(amp=recipe["amp"], budget_s=recipe["budget_s"], seed=seed, force=force)
+    return fit(model, train_loader, test_loader, Recipe.from_dict(recipe), objective, run, runtime=runtime)
 
 
 # =========================================================================== ablation
@@ -206,8 +202,7 @@ def time_train_step(model: nn.Module, recipe: Mapping, batch_size: int, steps: i
     model.to(dev).train()
     memory_format = torch.channels_last if resolve_channels_last("auto", dev) else torch.contiguous_format
     model.to(memory_format=memory_format)
-    opt = make_optimizer(model.parameters(), recipe["optimizer"], recipe["lr"], recipe["momentum"],
-                         recipe["weight_decay"], recipe["nesterov"])
+    opt = Recipe.from_dict(recipe).optimizer_for(model.parameters())
     x = torch.randn(batch_size, *input_size, device=dev).contiguous(memory_format=memory_format)
     y = torch.randint(0, num_classes, (batch_size,), device=dev)
     smoothing = recipe.get("label_smoothing", 0.0)
@@ -293,7 +288,7 @@ RECORD_COLUMNS = {
 }
 
 
-def ablation_table(path: Sequence[Mapping], records: Mapping[str, Optional[Mapping]], costs):
+def architecture_table(path: Sequence[Mapping], records: Mapping[str, Optional[Mapping]], costs):
     """One row per path entry, in path order.
 
     ``records`` maps entry names to run records (``None`` or missing: not run yet);
@@ -323,34 +318,74 @@ def ablation_table(path: Sequence[Mapping], records: Mapping[str, Optional[Mappi
 
 
 # --------------------------------------------------------------------------- prose
-def sampling_noise(top1: float, n_test: int) -> float:
-    """Two standard errors (points) of the difference of two accuracies near ``top1`` (%),
-    each measured on ``n_test`` images: ``2 * sqrt(2 p (1 - p) / n)``.
+#: The assignment's top-1 goal (%) for the proposal.
+TARGET_TOP1 = 82.0
 
-    A rough 95 % band from test-set sampling alone; seed-to-seed training variation comes
-    on top, so a difference inside it says nothing about which architecture is better.
+#: The argued proposal: shown by the notebook (section 7) and printed on part 1's report page.
+OPINION = (
+    "**SE-WRN-28-8.** A pre-activation wide ResNet, depth 28, widening factor 8 (three stages of four "
+    "basic blocks, 128/256/512 channels at 32/16/8 pixels), with a squeeze-and-excitation unit on every "
+    "residual branch: 23.6M parameters, under the 30M limit. The ablation path tests the choices one at a "
+    "time: an attention unit on ResNet-18 (CBAM, then SE, which drops CBAM's spatial gate: is that gate "
+    "worth its full-resolution cost at 32x32?), pre-activation blocks (a shortcut path free of ReLUs), the "
+    "wide three-stage layout at about the same parameter count (width spent at high resolution, where most "
+    "of the useful work on small images is; Zagoruyko & Komodakis 2016), and finally depth (WRN-28-8 keeps "
+    "WRN-28-10's depth at 0.64x its compute, which is what the 2-hour budget allows with a 100-epoch "
+    "schedule). The argument rests on these design reasons and the literature; the findings, generated "
+    "from the ablation table, say whether the numbers of this run support it."
+)
+
+NOTHING_YET = ("No row of the ablation has a record yet in this profile, so there is nothing to argue from: "
+               "run the training cell first.")
+
+
+def findings(records: Iterable[Optional[Mapping]], n_test: Optional[int] = None, costs=None,
+             path: Optional[Sequence[Mapping]] = None, target_top1: float = TARGET_TOP1,
+             param_budget: int = PROPOSAL_PARAM_BUDGET) -> list:
+    """The measured sentences of the ablation, from the run records of part 1 (the notebook's
+    section 7 and the report's page both call this, so both say the same).
+
+    The rows are the ``path`` entries (default: ``ABLATION_PATH``) trained at the width of
+    the most recently finished record; ``n_test`` defaults to the test-image count the records store,
+    ``costs`` to :func:`architecture_costs` of the path. See :func:`ablation_findings`.
     """
-    if n_test < 1:
-        raise ValueError(f"n_test must be >= 1, got {n_test!r}")
-    p = min(max(top1 / 100, 0.0), 1.0)
-    return 200 * math.sqrt(2 * p * (1 - p) / n_test)
+    path = ABLATION_PATH if path is None else path
+    recs = [r for r in records if r]
+    if not recs:
+        return [NOTHING_YET]
+    latest = max([r for r in recs if R.is_finished(r)] or recs,
+                 key=lambda r: str(r.get("finished") or r.get("created") or ""))
+    width = latest.get("width_mult") or 1.0
+    by_run = {r.get("run"): r for r in recs}
+    rows = {e["name"]: by_run.get(run_name(e, width)) for e in path}
+    if n_test is None:
+        n_test = next((r["n_test"] for r in rows.values() if r and r.get("n_test")), None)
+    if costs is None:
+        costs = ablation_path_costs() if path is ABLATION_PATH else architecture_costs(path)
+    return ablation_findings(architecture_table(path, rows, costs), n_test, target_top1, param_budget)
 
 
-def ablation_summary(table, n_test: int, target_top1: float = 82.0, param_budget: int = 30_000_000,
-                     caveat: Optional[str] = None) -> str:
-    """Markdown sentences generated from :func:`ablation_table`, true whatever the numbers.
+@functools.lru_cache(maxsize=1)
+def ablation_path_costs():
+    """:func:`architecture_costs` of ``ABLATION_PATH`` (100 classes), computed once (a few seconds)."""
+    return architecture_costs(ABLATION_PATH)
 
-    One bullet per measured step (the change, its effect on the last-epoch top-1, whether
-    that exceeds :func:`sampling_noise` for ``n_test`` test images, and the cost in
-    parameters and FLOPs); then the largest gain and loss beyond that noise, first row to
-    last row, and the last row (the proposal) against the target: top-1, parameter limit,
-    wall-clock budget. ``caveat`` (e.g. "these are quick-profile numbers") comes first, in bold.
+
+def ablation_findings(table, n_test: Optional[int], target_top1: float = TARGET_TOP1,
+                      param_budget: int = PROPOSAL_PARAM_BUDGET) -> list:
+    """Sentences (Markdown) generated from :func:`architecture_table`, true whatever the numbers.
+
+    How large a difference must be on ``n_test`` test images
+    (:func:`~kdutils.core.findings.band_sentence`); one sentence per measured step (the
+    change, its effect on the last-epoch top-1 judged against the noise band, its cost in
+    parameters and FLOPs); the largest gain and loss beyond noise; first row against the
+    last row (the proposal), and whether that supports the proposal; the last row against
+    the target: top-1, parameter limit, wall-clock budget.
     """
-    out = [f"**{caveat}**", ""] if caveat else []
     last = table["last top-1"].astype(float)
     if last.isna().all():
-        return "\n".join(out + ["No row of the ablation has a record yet in this profile, so there is "
-                                "nothing to argue from: run the training cell first."])
+        return [NOTHING_YET]
+    out = [F.band_sentence(float(last.mean()), n_test)]
     names = list(table.index)
     steps = []
     for prev, name in zip(names, names[1:]):
@@ -358,32 +393,24 @@ def ablation_summary(table, n_test: int, target_top1: float = 82.0, param_budget
         if math.isnan(delta):
             continue
         a, b = last[prev], last[name]
-        noise = sampling_noise((a + b) / 2, n_test)
-        verdict = (f"inside the ±{noise:.1f}-point sampling noise of {n_test} test images" if abs(delta) < noise
-                   else ("a gain" if delta > 0 else "a loss") + f" beyond the ±{noise:.1f}-point sampling noise")
-        steps.append((name, delta, abs(delta) >= noise))
-        out.append(f"- **{name}** ({table.loc[name, 'change']}): last-epoch top-1 {a:.2f}% → {b:.2f}% "
-                   f"({delta:+.2f} points, {verdict}), at {_ratio(table, name, prev, 'params (M)')} the "
-                   f"parameters and {_ratio(table, name, prev, 'GFLOPs')} the FLOPs of {prev}.")
-    if not steps:
-        out += ["- No two consecutive rows are both measured, so no single change can be assessed yet.", ""]
-    else:
-        out.append("")
-        gains = [s for s in steps if s[1] > 0 and s[2]]
-        losses = [s for s in steps if s[1] < 0 and s[2]]
-        if gains:
-            best = max(gains, key=lambda s: s[1])
-            out.append(f"The largest gain beyond noise came from **{best[0]}** ({best[1]:+.2f} points).")
-        if losses:
-            worst = min(losses, key=lambda s: s[1])
-            out.append(f"The largest loss beyond noise came from **{worst[0]}** ({worst[1]:+.2f} points).")
-        if not gains and not losses:
-            out.append("No single change moved top-1 beyond the sampling noise.")
-    first, final = names[0], names[-1]
-    if len(names) > 1 and not math.isnan(last[first]) and not math.isnan(last[final]):
-        out.append(f"From {first} to {final}: {last[final] - last[first]:+.2f} points of last-epoch top-1 "
-                   f"({last[first]:.2f}% → {last[final]:.2f}%) for {_ratio(table, final, first, 'params (M)')} "
-                   f"the parameters and {_ratio(table, final, first, 'GFLOPs')} the FLOPs.")
+        steps.append(F.Step(name, delta, F.noise_band((a + b) / 2, n_test)))
+        out.append(f"**{name}** ({table.loc[name, 'change']}): last-epoch top-1 {a:.2f}% → {b:.2f}% "
+                   f"({delta:+.2f} points, {F.verdict_words(delta, steps[-1].noise)}), at "
+                   f"{_cost_ratios(table, name, prev)} of {prev}.")
+    out += F.tally(steps) or ["No two consecutive rows are both measured, so no single change can be assessed yet."]
+    return out + _proposal_findings(table, n_test, target_top1, param_budget)
+
+
+def _proposal_findings(table, n_test: Optional[int], target_top1: float, param_budget: int) -> list:
+    """The last row (the proposal) against the first row and against the assignment's target."""
+    last = table["last top-1"].astype(float)
+    first, final = table.index[0], table.index[-1]
+    out = []
+    if len(table) > 1 and not math.isnan(last[first]) and not math.isnan(last[final]):
+        noise = F.noise_band((last[first] + last[final]) / 2, n_test)
+        out.append(f"First row to last, last-epoch top-1: {F.compare(final, last[final], first, last[first], noise)} "
+                   f"({last[first]:.2f}% → {last[final]:.2f}%), at {_cost_ratios(table, final, first)}.")
+        out.append(_SUPPORT[F.verdict(last[final] - last[first], noise)].format(final=final, first=first))
     if not math.isnan(last[final]):
         row = table.loc[final]
         params = row["params (M)"] * 1e6
@@ -392,7 +419,19 @@ def ablation_summary(table, n_test: int, target_top1: float = 82.0, param_budget
             f"{param_budget / 1e6:.0f}M limit), best top-1 {row['best top-1']:.2f}% and last {row['last top-1']:.2f}% "
             f"({'above' if row['best top-1'] > target_top1 else 'below'} the {target_top1:g}% target), "
             f"{row['train min']:.1f} training minutes over {row['epochs']} epochs, {_budget_words(row)}.")
-    return "\n".join(out)
+    return out
+
+
+#: How the first-to-last comparison bears on the argued proposal (:data:`OPINION`), by verdict.
+_SUPPORT = {
+    "gain": "This run's measurement agrees with the proposal's argument.",
+    "noise": ("This run cannot separate {final} from {first}: it neither supports nor refutes the proposal, "
+              "which rests on its design argument until a full-profile run measures it."),
+    "loss": ("This run measured {final} below {first}, against the proposal's expectation; only a "
+             "full-profile run can tell whether the argument or this small-scale measurement is wrong."),
+    "unknown": ("Without a noise band this run cannot say whether the difference supports the proposal's "
+                "argument."),
+}
 
 
 def _budget_words(row) -> str:
@@ -401,5 +440,25 @@ def _budget_words(row) -> str:
     return "inside the wall-clock budget" if row["in budget"] else "over the wall-clock budget"
 
 
-def _ratio(table, name: str, ref: str, column: str) -> str:
-    return f"{table.loc[name, column] / table.loc[ref, column]:.2f}x"
+def _cost_ratios(table, name: str, ref: str) -> str:
+    """``"1.20x the parameters and 1.50x the FLOPs"`` of row ``name`` over row ``ref``."""
+    return (f"{F.ratio(table.loc[name, 'params (M)'], table.loc[ref, 'params (M)'])} the parameters and "
+            f"{F.ratio(table.loc[name, 'GFLOPs'], table.loc[ref, 'GFLOPs'])} the FLOPs")
+
+
+
+# =========================================================================== report page
+from kdutils.core import report_spec as S  # noqa: E402  (the page spec closes the module)
+
+#: Part 1's page of the report (kdutils.tools.report); its text is :func:`findings` and :data:`OPINION`.
+REPORT = S.PartSpec(
+    part="part1",
+    title="Part 1 - CIFAR-100 architecture ablation",
+    notebooks=("part1_cifar100_architectures.ipynb",),
+    data="CIFAR-100",
+    tables=(S.Table("Ablation path: one change per row, one fixed recipe", "part1",
+                    (S.LABEL, S.Column("width", "width_mult", "num"), S.PARAMS, S.FLOPS, S.TOP1, S.TOP5,
+                     S.LAST_TOP1, S.EPOCHS, S.TRAIN_TIME)),),
+    baseline=r"^resnet-18(_w[\d.]+)?$",
+    opinion_title="Proposal",
+)

@@ -12,8 +12,9 @@ training script"); only three things change from row to row:
 turns one into ``(model_to_train, teacher, objective)``, loading the teacher from the
 checkpoint of the run that produced it (a missing prerequisite raises, it is never
 retrained silently), :func:`train_experiment` trains it with the recipe, and
-:func:`ablation_table` / :func:`kd_findings` turn the records into the ablation table
-and the sentences of the notebook's "opinion on KD".
+:func:`kd_tasks_table` / :func:`findings` turn the records into the KD table and the
+sentences of the notebook's "opinion on KD" (also printed on the part's report page, with
+:data:`OPINION`).
 
 Every run uses seed 0, so all networks of one architecture start from the **same**
 random initialisation and see the same batches: the difference between two rows of the
@@ -28,8 +29,11 @@ from typing import Iterable, Mapping, Optional
 import torch
 from torch import nn
 
+from kdutils.core import findings as F
+from kdutils.core.records import get_field, records_table
 from kdutils.core.train import Run, load_run_weights
 from kdutils.distill import objectives
+from kdutils.distill.teachers import LiveTeacher
 from kdutils.models import build_model
 from kdutils.parts.part1 import train_with_recipe
 
@@ -148,16 +152,20 @@ def part2_plan(teacher: str, student: str, alpha: float, tau: float, width_mult:
     return {e.key: e for e in plan}
 
 
-def make_objective(exp: Experiment, recipe: Mapping, num_samples: int, num_classes: int) -> nn.Module:
-    """The objective of ``exp``; the baseline uses the recipe's label smoothing."""
+def make_objective(exp: Experiment, recipe: Mapping, num_samples: int, num_classes: int,
+                   teacher: Optional[nn.Module] = None) -> nn.Module:
+    """The objective of ``exp``; the baseline uses the recipe's label smoothing. KD
+    objectives get ``teacher`` (the trained network) as a live teacher source."""
     if exp.method == "baseline":
         return objectives.CrossEntropy(recipe["label_smoothing"])
     if exp.method == "no_ls":
         return objectives.CrossEntropy(0.0)
     if exp.method in ("kd", "tfkd_self"):
-        return objectives.KDLoss(exp.alpha, exp.tau)
+        if teacher is None:
+            raise ValueError(f"experiment {exp.key} ({exp.method}) needs its trained teacher network")
+        return objectives.KDLoss(exp.alpha, exp.tau, teacher=LiveTeacher(teacher))
     if exp.method == "tfkd_reg":
-        return objectives.TfKDRegLoss(exp.alpha, exp.tau, TFKD_REG["a"])
+        return objectives.TfKDRegLoss(num_classes, exp.alpha, exp.tau, TFKD_REG["a"])
     return objectives.PSKDLoss(num_samples, num_classes, alpha_T=exp.alpha, epochs=recipe["epochs"])
 
 
@@ -170,7 +178,8 @@ def build_network(exp: Experiment, num_classes: int) -> nn.Module:
 
 def build_experiment(exp: Experiment, profile: str, recipe: Mapping, num_samples: int, num_classes: int,
                      seed: int = 0):
-    """``(model_to_train, teacher, objective)`` of one experiment.
+    """``(model_to_train, teacher, objective)`` of one experiment (the objective holds the
+    teacher as its :class:`~kdutils.distill.teachers.LiveTeacher`).
 
     ``model_to_train`` is ``exp.arch`` freshly initialised from ``seed``. ``teacher`` is
     ``None`` or ``exp.teacher.arch`` with the final weights of ``exp.teacher``'s run, in
@@ -186,19 +195,18 @@ def build_experiment(exp: Experiment, profile: str, recipe: Mapping, num_samples
         teacher = build_network(exp.teacher, num_classes)
         load_run_weights(teacher, exp.teacher.run(profile), produced_by=f"the {exp.teacher.task} cell")
         teacher.eval().requires_grad_(False)
-    return model, teacher, make_objective(exp, recipe, num_samples, num_classes)
+    return model, teacher, make_objective(exp, recipe, num_samples, num_classes, teacher)
 
 
 def train_experiment(exp: Experiment, profile: str, recipe: Mapping, train_loader, test_loader,
                      num_classes: int, force: bool = False, seed: int = 0) -> dict:
     """Build ``exp`` and train it with the recipe; returns its record (skipped when finished)."""
-    model, teacher, objective = build_experiment(exp, profile, recipe, train_loader.num_samples,
-                                                 num_classes, seed)
+    model, _, objective = build_experiment(exp, profile, recipe, train_loader.num_samples, num_classes, seed)
     return train_with_recipe(model, exp.run(profile), recipe, train_loader, test_loader,
-                             objective=objective, teacher=teacher, force=force, seed=seed)
+                             objective=objective, force=force, seed=seed)
 
 
-#: The ablation table's columns: title -> dotted key into a record.
+#: The KD table's columns: title -> dotted key into a record.
 TABLE_COLUMNS = {
     "task": "params.task",
     "method": "params.method",
@@ -213,12 +221,10 @@ TABLE_COLUMNS = {
 }
 
 
-def ablation_table(records: Iterable[Mapping]):
-    """One row per record with the columns of :data:`TABLE_COLUMNS` and ``gain``: the
-    best top-1 minus that of the baseline (task 1) run of the same trained network
-    (``NaN`` when the records hold no such baseline)."""
-    from kdutils.core.records import records_table
-
+def kd_tasks_table(records: Iterable[Mapping]):
+    """Part 2's KD table: one row per record (tasks 1-4 and the extras) with the columns of
+    :data:`TABLE_COLUMNS` and ``gain``: the best top-1 minus that of the baseline (task 1)
+    run of the same trained network (``NaN`` when the records hold no such baseline)."""
     records = list(records)
     table = records_table(records, TABLE_COLUMNS)
     baseline = {r["params"]["student"]: r["best"]["test_top1"] for r in records
@@ -229,34 +235,50 @@ def ablation_table(records: Iterable[Mapping]):
     return table
 
 
-def top1_standard_error(top1: float, n_test: int) -> float:
-    """Binomial standard error (percentage points) of a top-1 accuracy on ``n_test`` images."""
-    p = min(max(top1 / 100.0, 0.0), 1.0)
-    return 100.0 * math.sqrt(p * (1 - p) / n_test)
+#: CIFAR-100's classes and test images (what the full profile tests on).
+CIFAR100_CLASSES, CIFAR100_TEST_IMAGES = 100, 10_000
 
 
-def gain_noise(table, n_test: int) -> float:
-    """Two standard errors (points) of the difference of two top-1 accuracies on
+def n_test_images(records: Iterable[Optional[Mapping]]) -> Optional[int]:
+    """How many test images the records were measured on: a recorded ``n_test``, else the
+    framework's ``test_per_class`` times the 100 classes, else the whole CIFAR-100 test set
+    for the full profile; None when unknown (the smoke profile's generated set)."""
+    for r in filter(None, records):
+        if r.get("n_test"):
+            return int(r["n_test"])
+        per_class = get_field(r, "framework.test_per_class|recipe.test_per_class")
+        if per_class:
+            return int(per_class) * CIFAR100_CLASSES
+        if r.get("profile") == "full":
+            return CIFAR100_TEST_IMAGES
+    return None
+
+
+def gain_noise(table, n_test: Optional[int]) -> Optional[float]:
+    """The noise band (:func:`kdutils.core.findings.noise_band`, points) of a gain measured on
     ``n_test`` test images, at the mean best top-1 of the table's baselines (0 without
-    baselines). Gains smaller than this are indistinguishable from noise."""
+    baselines, None without ``n_test``). Gains inside it are indistinguishable from noise."""
     base = table.loc[table["method"] == METHODS["baseline"], "best top-1"]
     if base.empty:
         return 0.0
-    return 2 * math.sqrt(2) * top1_standard_error(float(base.mean()), n_test)
+    return F.noise_band(float(base.mean()), n_test)
 
 
-def kd_findings(table, n_test: int) -> list:
-    """Sentences for the "opinion on KD", every number taken from ``table``
-    (:func:`ablation_table`); differences below :func:`gain_noise` are called noise."""
+def findings(records: Iterable[Optional[Mapping]], n_test: Optional[int] = None) -> list:
+    """Sentences (Markdown) for the "opinion on KD", every number taken from the
+    :func:`kd_tasks_table` of the measured ``records`` (the notebook's section 10 and the
+    report's page both call this); ``n_test`` defaults to :func:`n_test_images`. Gains inside
+    :func:`gain_noise` are called noise."""
+    done = [r for r in records if r and r.get("best")]
+    if not done:
+        return ["No run of part 2 has measured anything yet in this profile."]
+    n_test = n_test_images(done) if n_test is None else n_test
+    table = kd_tasks_table(done)
     rows = table.to_dict("records")
     base = [r for r in rows if r["method"] == METHODS["baseline"]]
     others = [r for r in rows if r["method"] != METHODS["baseline"] and not math.isnan(r["gain"])]
     noise = gain_noise(table, n_test)
-    out = []
-    if base:
-        out.append(f"With {n_test:,} test images, two accuracies near "
-                   f"{sum(r['best top-1'] for r in base) / len(base):.1f}% must differ by more than "
-                   f"{noise:.2f} points (two standard errors of the difference) to be told apart from noise.")
+    out = [F.band_sentence(sum(r["best top-1"] for r in base) / len(base), n_test)] if base else []
     if len(base) == 2:
         teacher, student = sorted(base, key=lambda r: -r["params"])
         gap = teacher["best top-1"] - student["best top-1"]
@@ -264,17 +286,57 @@ def kd_findings(table, n_test: int) -> list:
                    f"reached {teacher['best top-1']:.2f}% best top-1, the student "
                    f"{student['student (trained)']} ({student['params']:,}) {student['best top-1']:.2f}% "
                    f"(a gap of {gap:+.2f} points).")
-        if gap <= noise:
+        if F.verdict(gap, noise) in ("noise", "loss"):
             out.append("The teacher is not measurably better than the student here, so task 2 cannot show "
                        "the transfer from a stronger network that KD is meant for.")
+    steps = []
     for r in others:
-        verdict = "within noise" if abs(r["gain"]) <= noise else ("a real gain" if r["gain"] > 0 else "a real loss")
         who = r["student (trained)"] if r["teacher"] == "-" else f"{r['teacher']} -> {r['student (trained)']}"
-        out.append(f"{r['task']}, {r['method']} ({who}): "
-                   f"{r['best top-1']:.2f}% best top-1, {r['gain']:+.2f} points over its own baseline ({verdict}).")
-    if others:
-        best = max(others, key=lambda r: r["gain"])
-        wins = sum(r["gain"] > noise for r in others)
-        out.append(f"Largest gain: {best['task']} {best['method']} ({best['gain']:+.2f}); "
-                   f"{wins} of {len(others)} methods beat their baseline by more than the noise level.")
-    return out
+        out.append(f"{r['task']}, {r['method']} ({who}): {r['best top-1']:.2f}% best top-1, "
+                   f"{r['gain']:+.2f} points over its own baseline ({F.verdict_words(r['gain'], noise)}).")
+        steps.append(F.Step(f"{r['task']} {r['method']}", r["gain"], noise))
+    return out + F.tally(steps, what="method", count=True)
+
+
+#: The notebook's argued opinion on KD (section 10): shown by the notebook and printed on
+#: part 2's report page.
+OPINION = (
+    "**My reading.** KD works, but mostly not for the reason its name suggests. The task-2 gain of a "
+    "student over its own baseline is what everyone expects; the telling rows are tasks 3 and 4 and "
+    "Tf-KD. If KD transferred the *superior* knowledge of a stronger network, a student could not "
+    "teach its own architecture (task 3, Tf-KD self) and certainly not a larger one (task 4). "
+    "Yuan et al. found the opposite on CIFAR-100 and ImageNet: self-taught and reverse-taught networks "
+    "gain too, often about as much as normally taught ones, and a hand-made soft target (Tf-KD reg) "
+    "comes close. That points at the soft targets acting as a **learned, sample-specific label "
+    "smoothing**: they cap the confidence the network is pushed towards and spread the rest of the "
+    "probability over classes that look alike, which regularises more sensibly than uniform smoothing. "
+    "PS-KD is the same idea with the network teaching itself along the way, at no extra training cost.\n\n"
+    "So my opinion: use KD when a good teacher exists anyway (it is cheap: one more forward pass per "
+    "step and usually a point or two for the student), but compare it against the teacher-free "
+    "baselines, not only against plain cross-entropy: part of its gain is available from label "
+    "smoothing, Tf-KD reg or PS-KD without training any teacher. Our recipe already smooths labels "
+    "(0.1), which absorbs some of what KD would otherwise add; the \"CE without label smoothing\" row "
+    "measures how much. Whether this run's numbers support any of this is stated in the findings: at "
+    "the quick profile's scale they usually cannot, and the claims rest on the full run and the papers."
+)
+
+
+# =========================================================================== report page
+from kdutils.core import report_spec as S  # noqa: E402  (the page spec closes the module)
+
+#: Part 2's page of the report (kdutils.tools.report); its text is :func:`findings` and :data:`OPINION`.
+REPORT = S.PartSpec(
+    part="part2",
+    title="Part 2 - Knowledge distillation on CIFAR-100",
+    notebooks=("part2_cifar100_kd.ipynb",),
+    data="CIFAR-100",
+    tables=(S.Table("KD tasks 1-4 and the extra methods (teacher -> trained network)", "part2",
+                    (S.Column("task", "params.task"), S.Column("method", "params.method"),
+                     S.Column("trained", "params.student"), S.Column("teacher", "params.teacher"),
+                     S.PARAMS, S.FLOPS, S.TOP1, S.TOP5, S.EPOCHS, S.TRAIN_TIME)),),
+    figures=("part2_gain",),
+    label="{params[task]} {params[method]} ({params[student]})",
+    baseline=r"^task1_student_",
+    contenders=r"^(task1_student|task2|task3|tfkd_self|tfkd_reg|no_ls|pskd)_",
+    opinion_title="Opinion on KD",
+)

@@ -11,8 +11,9 @@ the same way:
   (random crop + flip) that the teacher and every student use ("same data tricks");
 - :func:`build_teacher`, :func:`train_teacher`, :func:`load_teacher`,
   :func:`teacher_for_students`: the teacher's run ``part3/teacher``;
-- :class:`TeacherLogits`: the teacher's logits of the exact augmented training images,
-  computed once per epoch and shared by all students (and cached on disk);
+- the teacher's logits of the exact augmented training images, computed once per epoch
+  and shared by all students (and cached on disk): :class:`~kdutils.distill.teachers.TeacherLogits`,
+  handed to the students' objectives as a :class:`~kdutils.distill.teachers.CachedLogits` source;
 - :func:`student_objective`, :func:`train_student`, :func:`kd_table`,
   :func:`search_recipe`, :func:`search_scatter`.
 
@@ -31,9 +32,6 @@ tensors.
 """
 from __future__ import annotations
 
-import hashlib
-import time
-from pathlib import Path
 from typing import Mapping, Optional, Sequence
 
 import torch
@@ -41,17 +39,14 @@ from torch import nn
 
 from kdutils.core import data as D
 from kdutils.core import records as R
-from kdutils.core.loader import GpuLoader, loaders_for
+from kdutils.core.records import make_run_name
+from kdutils.core.loader import loaders_for
 from kdutils.core.profiles import Setup, resolve
-from kdutils.core.train import (
-    Run,
-    autocast_context,
-    fit,
-    load_run_weights,
-    resolve_amp,
-    save_checkpoint,
-)
-from kdutils.distill.objectives import CrossEntropy, HintonKDLoss, KDLoss, Objective
+from kdutils.core.objective import CrossEntropy, Objective
+from kdutils.core.recipe import Recipe
+from kdutils.core.train import Run, Runtime, fit, load_run_weights
+from kdutils.distill.objectives import HintonKDLoss, KDLoss
+from kdutils.distill.teachers import CachedLogits, TeacherLogits, TeacherSource
 from kdutils.models import build_model
 
 #: Records of notebook 03 (teacher, KD table, sweep) and of notebook 04 (search).
@@ -128,18 +123,18 @@ def setup_table(setup: Setup):
     rows = {
         "augmentation": (_augmentation(s), "the same loader as the teacher"),
         "initialisation": (init, "random (PyTorch default, Kaiming-uniform)"),
-        "optimizer": (opt, st["optimizer"].upper() + (", Nesterov" if st.get("nesterov") else "")),
+        "optimizer": (opt, st.optimizer.upper() + (", Nesterov" if st.nesterov else "")),
         "learning rate": (f"{s['lr']} (new fc), {s['lr'] * s['backbone_lr_scale']:g} (other layers)",
-                          f"{st['lr']}"),
+                          f"{st.lr}"),
         "lr schedule": (f"{s['schedule']}, {s['warmup_epochs']} warm-up epoch(s), per step",
-                        f"{st['schedule']}, per step"),
-        "momentum": (s["momentum"], st.get("momentum")),
-        "weight decay": (s["weight_decay"], st["weight_decay"]),
+                        f"{st.schedule}, per step"),
+        "momentum": (s["momentum"], st.momentum),
+        "weight decay": (s["weight_decay"], st.weight_decay),
         "dropout": ("none (ResNet-18 has none)", "none"),
         "max-pool stride": ("1 (after the stem, see above)", f"{s['pool_stride']} (the assignment: 1)"),
         "batch size": (s["batch_size"], s["batch_size"]),
-        "gradient clipping": ("none", "none" if st["grad_clip"] is None else f"norm {st['grad_clip']}"),
-        "epochs": (s["epochs"], st["epochs"]),
+        "gradient clipping": ("none", "none" if st.grad_clip is None else f"norm {st.grad_clip}"),
+        "epochs": (s["epochs"], st.epochs),
         "training images": (n_train, n_train),
         "test images": (n_test, n_test),
         "loss": ("cross-entropy", "(1 - lambda) CE + lambda T^2 KL(P_T(T) || P_S(T)); test at T = 1"),
@@ -206,12 +201,11 @@ def train_teacher(model: nn.Module, setup: Setup, train_loader, test_loader, for
     s = setup
     params = {k: s[k] for k in ("weights", "weights_path", "epochs", "lr", "backbone_lr_scale", "batch_size",
                                 "train_per_class", "test_per_class")}
-    return fit(model, train_loader, test_loader, epochs=s["epochs"], optimizer=s["optimizer"], lr=s["lr"],
-               momentum=s["momentum"], nesterov=s["nesterov"], weight_decay=s["weight_decay"],
-               schedule=s["schedule"], warmup_epochs=s["warmup_epochs"],
-               param_groups=teacher_param_groups(model, s["backbone_lr_scale"]),
-               run=_teacher_run(s.profile, params), force=force, seed=s["seed"],
-               extra={"label": TEACHER_LABEL, "weights_source": getattr(model, "weights_source", None)})
+    run = _teacher_run(s.profile, params)
+    run.extra.update(label=TEACHER_LABEL, weights_source=getattr(model, "weights_source", None))
+    return fit(model, train_loader, test_loader, Recipe.from_dict(s.settings), run=run,
+               runtime=Runtime(seed=s["seed"], force=force),
+               params=teacher_param_groups(model, s["backbone_lr_scale"]))
 
 
 def load_teacher(profile: str) -> tuple[nn.Module, dict]:
@@ -237,112 +231,16 @@ def teacher_for_students(setup: Setup, train_set=None, test_set=None,
         return model, train_teacher(model, setup, *make_loaders(train_set, test_set, setup))
 
 
-# --------------------------------------------------------------------------- teacher logits
-def _fingerprint(teacher: nn.Module, loader: GpuLoader, dtype) -> str:
-    """A key that changes with the teacher's weights, the data and every loader setting."""
-    h = hashlib.sha1()
-    for name, t in teacher.state_dict().items():
-        h.update(name.encode())
-        h.update(t.detach().cpu().contiguous().view(-1).view(torch.uint8).numpy().tobytes())
-    h.update(loader.images.cpu().numpy().tobytes())
-    h.update(loader.labels.cpu().numpy().tobytes())
-    cfg = (loader.batch_size, loader.crop, loader.padding, loader.flip, loader.cutout, loader.drop_last,
-           loader.seed, loader.mean.flatten().tolist(), loader.inv_std.flatten().tolist(),
-           loader.device.type, str(dtype))
-    h.update(repr(cfg).encode())
-    return h.hexdigest()[:20]
-
-
-class TeacherLogits:
-    """The teacher's logits for the exact images a training loader yields, epoch by epoch.
-
-    A :class:`~kdutils.core.loader.GpuLoader` draws epoch ``e``'s order, crops and flips from
-    a generator seeded by ``(seed, e)``: every student trained on the same loader sees the
-    same augmented images in epoch ``e``. So the teacher (in ``eval()``, without
-    gradients) runs once per epoch over the loader and its logits, indexed by sample,
-    serve every student: the same soft targets as running the teacher inside the
-    training loop (a test checks it), at the cost of one teacher pass per epoch instead
-    of one per student. Epochs are computed on first use and cached on disk under
-    ``<KD_CACHE_DIR>/teacher_logits/<key>/`` (``cache=True``), where the key hashes the
-    teacher's weights, the images and the loader's settings, so later runs (the sweep,
-    notebook 04) reuse them and any change gives a new key.
-    """
-
-    def __init__(self, teacher: nn.Module, loader: GpuLoader, amp="auto", cache: bool = True):
-        self.teacher, self.loader = teacher, loader
-        self.dtype = resolve_amp(amp, loader.device)
-        self.key = _fingerprint(teacher, loader, self.dtype)
-        self.folder: Optional[Path] = D.cache_dir() / "teacher_logits" / self.key if cache else None
-        self._epochs: dict = {}
-
-    def __call__(self, epoch: int) -> torch.Tensor:
-        """(N, num_classes) float logits of epoch ``epoch``; rows of samples the epoch
-        leaves out (``drop_last``) are NaN."""
-        if epoch not in self._epochs:
-            path = self.folder / f"epoch{epoch:03d}.pt" if self.folder else None
-            if path is not None and path.exists():
-                self._epochs[epoch] = torch.load(path, map_location=self.loader.device, weights_only=True)
-            else:
-                self._epochs[epoch] = self._compute(epoch)
-                if path is not None:
-                    save_checkpoint(path, self._epochs[epoch].cpu())
-        return self._epochs[epoch]
-
-    @torch.no_grad()
-    def _compute(self, epoch: int) -> torch.Tensor:
-        t0 = time.perf_counter()
-        loader, teacher = self.loader, self.teacher.to(self.loader.device)
-        was_training, previous_epoch = teacher.training, loader.epoch
-        teacher.eval()
-        out = None
-        try:
-            loader.set_epoch(epoch)
-            for x, _, idx in loader:
-                with autocast_context(loader.device, self.dtype):
-                    z = teacher(x).float()
-                if out is None:
-                    out = torch.full((loader.num_samples, z.shape[1]), float("nan"), device=z.device)
-                out[idx] = z
-        finally:
-            loader.set_epoch(previous_epoch)
-            teacher.train(was_training)
-        print(f"[teacher logits] epoch {epoch + 1}: {loader.num_samples} images in "
-              f"{time.perf_counter() - t0:.1f}s (cached for every student)", flush=True)
-        return out
-
-    def objective(self, objective: Objective) -> "FromTeacherLogits":
-        """``objective`` fed from this table instead of a teacher run in the loop."""
-        return FromTeacherLogits(objective, self)
-
-
-class FromTeacherLogits(Objective):
-    """A KD objective whose teacher logits come from a :class:`TeacherLogits` table,
-    looked up by ``(epoch, index)`` (``fit`` passes both), so ``fit`` needs no teacher."""
-
-    needs_teacher = False
-
-    def __init__(self, objective: Objective, table: TeacherLogits):
-        super().__init__()
-        self.inner = objective
-        self.table = table
-
-    def forward(self, outputs, targets, index=None, epoch=None, teacher_logits=None, **kw):
-        if index is None or epoch is None:
-            raise ValueError("FromTeacherLogits needs the sample index and the epoch (a GpuLoader and fit())")
-        logits = self.table(epoch)[index.to(self.table.loader.device)].to(targets.device)
-        return self.inner(outputs, targets, teacher_logits=logits, index=index, epoch=epoch, **kw)
-
-    def extra_repr(self) -> str:
-        return f"teacher logits {self.table.key}"
-
-
 # --------------------------------------------------------------------------- students
-def student_objective(lam: float, T: Optional[float], form: str = "mix") -> Objective:
+def student_objective(lam: float, T: Optional[float], form: str = "mix",
+                      teacher: Optional[TeacherSource] = None) -> Objective:
     """The student's loss: plain CE when ``lam == 0`` (no teacher needed), otherwise
 
     - ``form="mix"`` (section B): ``(1 - lam) CE + lam T^2 KL(P_T(T) || P_S(T))``, lam in [0, 1];
-    - ``form="hinton"`` (section C): ``CE + lam T^2 KL(P_T(T) || P_S(T))``, lam >= 0.
+    - ``form="hinton"`` (section C): ``CE + lam T^2 KL(P_T(T) || P_S(T))``, lam >= 0;
 
+    with the teacher's logits from ``teacher`` (a :class:`CachedLogits` of a
+    :class:`TeacherLogits` table, or a :class:`~kdutils.distill.teachers.LiveTeacher`).
     The soft term is written as a KL divergence: the same gradients as the assignment's
     cross-entropy ``H(P_T, P_S)`` (they differ by the teacher's entropy, a constant), but
     it is 0 when the student matches the teacher, so the training loss stays readable
@@ -354,54 +252,51 @@ def student_objective(lam: float, T: Optional[float], form: str = "mix") -> Obje
         return CrossEntropy()
     if T is None:
         raise ValueError(f"lam={lam} > 0 needs a temperature T")
-    return KDLoss(alpha=lam, tau=T, form="kl") if form == "mix" else HintonKDLoss(lam=lam, tau=T)
+    if teacher is None:
+        raise ValueError(f"lam={lam} > 0 needs the teacher's logits (teacher_logits=TeacherLogits(...))")
+    if form == "mix":
+        return KDLoss(alpha=lam, tau=T, form="kl", teacher=teacher)
+    return HintonKDLoss(lam=lam, tau=T, teacher=teacher)
 
 
-def student_recipe_for(setup: Setup) -> dict:
-    """The ``fit`` settings of the section-B students (the teacher's optimizer family)."""
+def student_recipe_for(setup: Setup) -> Recipe:
+    """The recipe of the section-B students (the teacher's optimizer family)."""
     s = setup
-    return dict(epochs=s["student_epochs"], optimizer=s["optimizer"], lr=s["student_lr"], momentum=s["momentum"],
-                nesterov=s["nesterov"], weight_decay=s["weight_decay"], schedule=s["schedule"], warmup_epochs=0,
-                grad_clip=s["student_grad_clip"])
+    return Recipe.from_dict(s.settings, epochs=s["student_epochs"], lr=s["student_lr"], warmup_epochs=0,
+                            grad_clip=s["student_grad_clip"])
 
 
-def search_recipe(epochs: int, lr_drop_epochs: int = 0) -> dict:
-    """Section C's ``fit`` settings: Adam (lr 1e-3, betas (0.9, 0.999), weight decay 1e-4);
+def search_recipe(epochs: int, lr_drop_epochs: int = 0) -> Recipe:
+    """Section C's recipe: Adam (lr 1e-3, betas (0.9, 0.999), weight decay 1e-4);
     with ``lr_drop_epochs = k > 0`` the rate drops to 1e-4 for the last ``k`` epochs."""
     if not 0 <= lr_drop_epochs < epochs:
         raise ValueError(f"lr_drop_epochs must lie in [0, epochs={epochs}), got {lr_drop_epochs!r}")
-    recipe = dict(epochs=epochs, optimizer="adam", lr=1e-3, betas=(0.9, 0.999), weight_decay=1e-4,
-                  schedule="constant")
     if lr_drop_epochs:
-        recipe.update(schedule="multistep", milestones=[epochs - lr_drop_epochs], gamma=0.1)
-    return recipe
+        return Recipe(epochs, optimizer="adam", lr=1e-3, weight_decay=1e-4, schedule="multistep",
+                      milestones=(epochs - lr_drop_epochs,), gamma=0.1)
+    return Recipe(epochs, optimizer="adam", lr=1e-3, weight_decay=1e-4, schedule="constant")
 
 
 def train_student(part: str, name: str, profile: str, *, lam: float, T: Optional[float], loaders,
-                  recipe: Mapping, pool_stride: int, teacher_logits: Optional[TeacherLogits] = None,
+                  recipe: Recipe, pool_stride: int, teacher_logits: Optional[TeacherLogits] = None,
                   form: str = "mix", label: Optional[str] = None, params: Optional[Mapping] = None,
                   force: bool = False, seed: int = 0) -> dict:
     """Train one ``student_cnn`` with :func:`student_objective` as run ``<part>/<name>``.
 
-    ``loaders`` is the (train, test) pair of :func:`make_loaders`; ``recipe`` holds
-    ``fit``'s optimisation settings (:func:`student_recipe_for`, :func:`search_recipe`).
-    The record's ``params`` hold ``T``, ``lam``, the loss form and the pooling stride
-    (what tables and heat maps read), plus ``params``. The student's initial weights are
-    drawn from ``seed``, so all students of a table start alike. Returns the record.
+    ``loaders`` is the (train, test) pair of :func:`make_loaders`; ``recipe`` is
+    :func:`student_recipe_for` or :func:`search_recipe`. The record's ``params`` hold
+    ``T``, ``lam``, the loss form and the pooling stride (what tables and heat maps read),
+    plus ``params``. The student's initial weights are drawn from ``seed``, so all
+    students of a table start alike. Returns the record.
     """
-    objective = student_objective(lam, T, form)
-    if objective.needs_teacher:
-        if teacher_logits is None:
-            raise ValueError(f"lam={lam} > 0 needs teacher_logits (a TeacherLogits table)")
-        objective = teacher_logits.objective(objective)
+    teacher = CachedLogits(teacher_logits) if teacher_logits is not None and lam != 0 else None
+    objective = student_objective(lam, T, form, teacher)
     run_params = {"T": None if T is None or lam == 0 else float(T), "lam": float(lam), "form": form,
                   "pool_stride": pool_stride, **(params or {})}
     torch.manual_seed(seed)  # every student starts from the same weights: a fair comparison
     model = build_model("student_cnn", 10, pool_stride=pool_stride)
-    run = Run(part, name, profile, run_params)
-    extra = {"label": label or name, "recipe": dict(recipe)}
-    return fit(model, loaders[0], loaders[1], objective=objective, run=run, force=force, seed=seed,
-               extra=extra, **recipe)
+    run = Run(part, name, profile, run_params, extra={"label": label or name})
+    return fit(model, loaders[0], loaders[1], recipe, objective, run, runtime=Runtime(seed=seed, force=force))
 
 
 def search_trials(pairs: Sequence[Mapping], round_no: int, profile: str, *, loaders, epochs: int,
@@ -411,8 +306,6 @@ def search_trials(pairs: Sequence[Mapping], round_no: int, profile: str, *, load
     Runs are named ``r<round>_<i>_T<T>_lam<lam>`` under :data:`SEARCH_PART` with
     :func:`search_recipe` (constant Adam rate); returns their records.
     """
-    from kdutils.tools.sweep import make_run_name
-
     return [train_student(SEARCH_PART, f"r{round_no}_{i:02d}_{make_run_name(p, ('T', 'lam'))}", profile,
                           lam=p["lam"], T=p["T"], loaders=loaders, recipe=search_recipe(epochs),
                           pool_stride=pool_stride, teacher_logits=teacher_logits, form="hinton",
@@ -500,8 +393,113 @@ __all__ = [
     "PART", "SEARCH_PART", "TEACHER_RUN", "TEACHER_PRODUCED_BY", "NORMALIZATION", "SETTINGS",
     "resolve_setup", "setup_table", "cifar10_sets", "make_loaders",
     "build_teacher", "teacher_param_groups", "train_teacher", "load_teacher", "teacher_for_students",
-    "teacher_is_trained", "TeacherLogits", "FromTeacherLogits",
+    "teacher_is_trained", "TeacherLogits", "CachedLogits",
     "student_objective", "student_recipe_for", "search_recipe", "train_student", "search_trials", "kd_configs",
     "kd_table", "SEARCH_METRIC",
     "search_scatter",
 ]
+
+
+# =========================================================================== findings and report page
+from kdutils.core import findings as F  # noqa: E402  (the part's text and page spec close the module)
+from kdutils.core import report_spec as S  # noqa: E402
+
+#: How section B's KD table is read (notebook part3_cifar10_resnet18_kd, after the table).
+READING_KD = (
+    "**The KD table.** The soft targets can only help as far as the teacher is better than the student, "
+    "so the first question is whether they help at all relative to lambda=0; then how the temperature "
+    "changes the result at lambda=0.1, and what lambda=1 (soft targets alone, no labels) costs. With the "
+    "`quick` profile's weak, briefly trained teacher the differences are mostly noise; the `full` profile "
+    "is the one to interpret."
+)
+#: How section C's search is read (notebook part3_hparam_search, after the verdict).
+READING_SEARCH = (
+    "**The search.** A short trial is a noisy, optimistic proxy for a long run (the ranking of pairs can "
+    "change with training length), so the refined round narrows the range rather than trusting one "
+    "winner, and the final run is compared with the same schedule without KD. In the `quick` and `smoke` "
+    "profiles the teacher is weak and the trials are one epoch on a few hundred images, so the verdict "
+    "only shows the pipeline working; the `full` profile's threshold is the one to judge."
+)
+#: Both readings: what part 3's report page prints under its findings.
+OPINION = READING_KD + "\n\n" + READING_SEARCH
+
+
+def _top1(record: Mapping) -> Optional[float]:
+    return R.get_field(record, SEARCH_METRIC)
+
+
+def n_test_images(profile: str) -> int:
+    """CIFAR-10 test images every part-3 run of ``profile`` is measured on."""
+    per_class = SETTINGS.get(profile, {}).get("test_per_class")
+    return per_class * 10 if per_class else 10_000
+
+
+def findings(records: Sequence[Optional[Mapping]], n_test: Optional[int] = None) -> list:
+    """Sentences (Markdown) from the finished records of ``part3`` (section B: students
+    against the student without KD) and ``part3_search`` (section C: best trial, final run
+    against the same schedule without KD), on test top-1 after the last epoch; both
+    notebooks and the report's page show them. ``n_test`` defaults to :func:`n_test_images`."""
+    done = [r for r in records if R.is_finished(r)]
+    if not done:
+        return ["No run of part 3 has finished yet in this profile."]
+    n_test = n_test_images(done[0].get("profile", "")) if n_test is None else n_test
+    runs = {r["run"]: r for r in done if r.get("part") == PART}
+    return _kd_findings(runs, n_test) + _search_findings([r for r in done if r.get("part") == SEARCH_PART], n_test)
+
+
+def _kd_findings(runs: Mapping[str, Mapping], n_test: int) -> list:
+    ref, teacher = runs.get("student_lam0"), runs.get(TEACHER_RUN)
+    if ref is None or _top1(ref) is None:
+        return []
+    base = _top1(ref)
+    out = [F.band_sentence(base, n_test)]
+    if teacher is not None and _top1(teacher) is not None:
+        noise = F.noise_band((_top1(teacher) + base) / 2, n_test)
+        out.append(f"{F.compare('The teacher', _top1(teacher), 'the student without KD', base, noise)} "
+                   "(test top-1 after the last epoch).")
+    steps = []
+    for name, r in runs.items():
+        if r is ref or _top1(r) is None or not (name.startswith("student_") or name[:2] == "KD"):
+            continue
+        noise = F.noise_band((_top1(r) + base) / 2, n_test)
+        out.append(F.compare(r.get("label") or name, _top1(r), "the student without KD", base, noise) + ".")
+        steps.append(F.Step(r.get("label") or name, _top1(r) - base, noise))
+    return out + F.tally(steps, what="KD setting", count=True)
+
+
+def _search_findings(search: Sequence[Mapping], n_test: int) -> list:
+    trials = [r for r in search if not r["run"].startswith("final_") and _top1(r) is not None]
+    finals = [r for r in search if r["run"].startswith("final_") and _top1(r) is not None]
+    no_kd = next((r for r in finals if r["run"] == "final_no_kd"), None)
+    final = next((r for r in reversed(finals) if r is not no_kd), None)
+    out = []
+    if trials:
+        best = max(trials, key=_top1)
+        out.append(f"Search: the best of {len(trials)} trials had T={best['params']['T']:g}, "
+                   f"lambda={best['params']['lam']:g} ({_top1(best):.2f}% test top-1 after its last epoch).")
+    if final is not None and no_kd is not None:
+        name = f"The final student (T={final['params']['T']:g}, lambda={final['params']['lam']:g})"
+        noise = F.noise_band((_top1(final) + _top1(no_kd)) / 2, n_test)
+        out.append(F.compare(name, _top1(final), "the same schedule without KD", _top1(no_kd), noise) + ".")
+    return out
+
+
+#: Part 3's page of the report (kdutils.tools.report); its text is :func:`findings` and :data:`OPINION`.
+REPORT = S.PartSpec(
+    part="part3",
+    title="Part 3 - CIFAR-10 KD: ResNet18 teacher (8x8x512), small student, T and lambda",
+    notebooks=("part3_cifar10_resnet18_kd.ipynb", "part3_hparam_search.ipynb"),
+    data="CIFAR-10",
+    tables=(
+        S.Table("A/B: teacher and students, L = (1-lambda) CE + lambda T^2 H(p_T, p_S)", "part3",
+                (S.LABEL, S.T_COL, S.LAMBDA_COL, S.PARAMS, S.FLOPS, S.TOP1, S.TOP5, S.LAST_TOP1, S.EPOCHS,
+                 S.TRAIN_TIME), runs=r"^(teacher|student_|KD\d)"),
+        S.Table("C: random log-uniform (T, lambda) search, Hinton form; final students and best trials",
+                "part3_search", (S.LABEL, S.T_COL, S.LAMBDA_COL, S.TOP1, S.LAST_TOP1, S.EPOCHS, S.TRAIN_TIME),
+                order="metric", max_rows=6),
+    ),
+    figures=("part3_heatmap", "part3_search_scatter"),
+    baseline=r"^student_lam0$",
+    contenders=r"^(student_|KD\d)",
+    opinion_title="Reading",
+)

@@ -16,29 +16,52 @@ Used by ``notebooks/part5_food11_compression.ipynb``:
 - :func:`try_build_model`, :func:`skipped_record`, :func:`computed_record`: records for
   runs that cannot happen (pretrained weights offline) and for results that ``fit`` does
   not produce (pruning, quantization).
-- :func:`make_fine_tuner`, :func:`storage_variant`, :func:`plot_pruning`: the
-  compression experiments.
-- :func:`write_test_predictions`: the leaderboard file ``Id,Category``.
+- :func:`make_fine_tuner`, :func:`storage_variant`, :func:`prune_with_fine_tuning`,
+  :func:`plot_pruning`: the compression experiments (over :mod:`kdutils.compress`).
+- :class:`Study` (profile, splits, loaders, run names) and the notebook's steps, each one
+  call: :func:`train_teachers`, :func:`train_students`, :func:`train_semi_supervised`,
+  :func:`train_comparison`, :func:`storage_records`, :func:`pruning_records`; its tables
+  and figures (:func:`kd_table`, :func:`quant_table`, :func:`prune_table`,
+  :func:`compare_table`, :func:`before_after_table`, :func:`plot_kd_curves`,
+  :func:`plot_accuracy_vs_size`) and :func:`findings`, the summary sentences.
+- :func:`write_leaderboard_csv`, :func:`write_test_predictions`, :func:`write_leaderboard`:
+  the leaderboard file ``Id,Category``.
 """
 from __future__ import annotations
 
 import copy
+import csv
+import io
+import os
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
+from numbers import Integral
 from pathlib import Path
-from typing import Callable, Mapping, Optional, Sequence, Tuple
+from typing import Callable, Iterable, Mapping, Optional, Sequence, Tuple, Union
 
 import torch
 from torch import nn
 
-from kdutils import compress as C
+from kdutils.compress import prune, quantize, size
 from kdutils.core import data as D
 from kdutils.core import records as R
-from kdutils.core.fileio import atomic_torch_save
+from kdutils.core.fileio import atomic_torch_save, atomic_write_text
+from kdutils.core.findings import (
+    Step,
+    band_sentence,
+    compare,
+    noise_band,
+    tally,
+    verdict_words,
+)
 from kdutils.core.loader import GpuLoader
-from kdutils.core.profiles import Setup
-from kdutils.core.train import Run, evaluate, fit, predict_logits
+from kdutils.core.profiles import Setup, results_dir, runs_dir
+from kdutils.core.recipe import Recipe
+from kdutils.core.train import Run, Runtime, evaluate, fit, predict_logits
+from kdutils.distill.objectives import KDLoss
+from kdutils.distill.teachers import LiveTeacher
 from kdutils.models import build_model
+from kdutils.models.mobile import match_width
 
 PART = "part5"
 
@@ -47,6 +70,9 @@ NORMALIZATION = D.NORMALIZATION["imagenet"]
 
 #: Storage formats compared by :func:`storage_variant`.
 STORAGE_METHODS = ("float32", "float16", "minmax8", "torch_int8")
+
+#: File name suffixes of test images (dropped from the leaderboard ids).
+IMAGE_SUFFIXES = {".jpg", ".jpeg", ".png", ".bmp", ".gif", ".webp", ".tif", ".tiff"}
 
 
 # --------------------------------------------------------------------------- data
@@ -140,6 +166,64 @@ def eval_loader(images: D.ImageSet, crop: int, batch_size: int = 256, device="au
     return GpuLoader(images, batch_size, train=False, crop=crop, mean=mean, std=std, device=device)
 
 
+# --------------------------------------------------------------------------- the study
+@dataclass
+class Study:
+    """What every part-5 experiment shares: the resolved profile, the splits and two loaders.
+
+    :meth:`run` names an experiment's record and checkpoint, its params carrying the data
+    settings. ``force`` retrains / recomputes finished runs; ``device`` and ``log`` go to
+    every loader and training call (the tests pass ``device="cpu", log="off"``).
+    """
+
+    setup: Setup
+    splits: FoodSplits
+    force: bool = False
+    device: str = "auto"
+    log: str = "auto"
+
+    def __post_init__(self):
+        s = self.settings
+        self.train_loader = training_loader(self.splits.labeled, s["batch_size"], s["crop"], device=self.device)
+        self.val_loader = eval_loader(self.splits.validation, s["crop"], device=self.device)
+
+    @property
+    def settings(self) -> dict:
+        return self.setup.settings
+
+    @property
+    def num_classes(self) -> int:
+        return self.splits.num_classes
+
+    def recipe(self, epochs: str, lr: str) -> Recipe:
+        """The one recipe of part 5 (the profile's optimizer and weight decay, cosine schedule)
+        with the epochs and rate of the settings named ``epochs`` and ``lr``."""
+        s = self.settings
+        return Recipe(s[epochs], optimizer=s["optimizer"], lr=s[lr], weight_decay=s["weight_decay"])
+
+    @property
+    def fine_tune_recipe(self) -> Recipe:
+        """The pruning steps' fine-tuning: one epoch at ``prune_lr``."""
+        return replace(self.recipe("student_epochs", "prune_lr"), epochs=1)
+
+    @property
+    def runtime(self) -> Runtime:
+        """How every training call runs: ``device``, ``log`` and ``force``."""
+        return Runtime(device=self.device, log=self.log, force=self.force)
+
+    @property
+    def compressed_dir(self) -> Path:
+        """Where the stored (quantized, pruned) models go: ``runs/compressed/<profile>/part5``."""
+        return runs_dir() / "compressed" / self.setup.profile / PART
+
+    def run(self, name: str, **params) -> Run:
+        """The :class:`Run` of one experiment; ``params`` extend (or override) the data settings."""
+        s = self.settings
+        base = dict(data=str(self.splits.root), size=s["size"], crop=s["crop"], n_train=len(self.splits.labeled),
+                    n_val=len(self.splits.validation))
+        return Run(PART, name, self.setup.profile, {**base, **params})
+
+
 # --------------------------------------------------------------------------- pseudo-labels
 def select_confident(logits: torch.Tensor, threshold: float):
     """The rows of ``logits`` whose top softmax probability (T = 1) is ``>= threshold``.
@@ -194,15 +278,12 @@ def add_pseudo_labels(labeled: D.ImageSet, unlabeled: D.ImageSet, logits: torch.
 
 
 # --------------------------------------------------------------------------- training and records
-def train_run(model: nn.Module, run: Run, label: str, train_loader, val_loader, *, epochs: int, lr: float,
-              force: bool = False, extra: Optional[Mapping] = None, **fit_kwargs) -> dict:
+def train_run(model: nn.Module, run: Run, label: str, train_loader, val_loader, recipe: Recipe,
+              objective=None, runtime: Runtime = Runtime(), extra: Optional[Mapping] = None) -> dict:
     """``fit`` under ``run`` with a record that also carries ``label`` (the tables' row
-    name) and ``size_bytes`` (the float32 state dict as ``torch.save`` writes it). Other
-    keyword arguments (``optimizer``, ``weight_decay``, ``objective``, ``teacher``, ...)
-    go to ``fit``."""
-    info = {"label": label, "size_bytes": C.serialized_size(model.state_dict()), **(extra or {})}
-    return fit(model, train_loader, val_loader, epochs=epochs, lr=lr, run=run, force=force, extra=info,
-               **fit_kwargs)
+    name), ``size_bytes`` (the float32 state dict as ``torch.save`` writes it) and ``extra``."""
+    run.extra.update(label=label, size_bytes=size.serialized_size(model.state_dict()), **(extra or {}))
+    return fit(model, train_loader, val_loader, recipe, objective, run, runtime=runtime)
 
 
 def try_build_model(name: str, num_classes: int, **options):
@@ -243,15 +324,15 @@ def computed_record(run: Run, compute: Callable[[], Mapping], force: bool = Fals
 
 
 # --------------------------------------------------------------------------- compression
-def make_fine_tuner(train_loader, lr: float, epochs: int = 1, **fit_kwargs) -> Callable[[nn.Module], dict]:
-    """A ``fine_tune_fn`` for :func:`kdutils.compress.iterative_prune`: ``fit`` for ``epochs``
-    without a ``Run`` (nothing written, no log). Each call uses the next seed, so the
-    fine-tuning steps see different augmentations."""
+def make_fine_tuner(train_loader, recipe: Recipe, device="auto") -> Callable[[nn.Module], dict]:
+    """A ``fine_tune_fn`` for :func:`kdutils.compress.prune.iterative_prune`: ``fit`` with
+    ``recipe`` without a ``Run`` (nothing written, no log). Each call uses the next seed,
+    so the fine-tuning steps see different augmentations."""
     calls = {"n": 0}
 
     def fine_tune(model: nn.Module) -> dict:
         calls["n"] += 1
-        return fit(model, train_loader, None, epochs=epochs, lr=lr, log="off", seed=calls["n"], **fit_kwargs)
+        return fit(model, train_loader, None, recipe, runtime=Runtime(device=device, log="off", seed=calls["n"]))
 
     return fine_tune
 
@@ -260,8 +341,8 @@ def storage_variant(model: nn.Module, build: Callable[[], nn.Module], method: st
                     val_loader) -> dict:
     """Store ``model`` in format ``method``, load it back into ``build()`` and evaluate it.
 
-    ``method``: ``float32`` / ``float16`` (``compress.save_state``), ``minmax8`` (8-bit
-    min-max codes, ``compress.save_quantized``), ``torch_int8`` (PyTorch's dynamic int8
+    ``method``: ``float32`` / ``float16`` (``compress.size.save_state``), ``minmax8`` (8-bit
+    min-max codes, ``compress.quantize.save_quantized``), ``torch_int8`` (PyTorch's dynamic int8
     ``Linear`` layers; the file is its ``state_dict``, evaluated on the CPU). Returns
     ``method``, ``file``, ``size_bytes``, ``val_top1``, ``val_top5``; a ``torch_int8``
     that this PyTorch cannot do returns ``note`` with the reason and no accuracy.
@@ -269,32 +350,32 @@ def storage_variant(model: nn.Module, build: Callable[[], nn.Module], method: st
     path = Path(path)
     device = "auto"
     if method == "float32":
-        size = C.save_state(model, path)
-        restored = C.load_state(path, build())
+        nbytes = size.save_state(model, path)
+        restored = size.load_state(path, build())
     elif method == "float16":
-        size = C.save_state(model, path, dtype=torch.float16)
-        restored = C.load_state(path, build())
+        nbytes = size.save_state(model, path, dtype=torch.float16)
+        restored = size.load_state(path, build())
     elif method == "minmax8":
-        size = C.save_quantized(model, path)
-        restored = C.load_quantized(path, build())
+        nbytes = quantize.save_quantized(model, path)
+        restored = quantize.load_quantized(path, build())
     elif method == "torch_int8":
         try:
-            restored = C.torch_dynamic_int8(model)
+            restored = quantize.torch_dynamic_int8(model)
         except RuntimeError as e:
             return {"method": method, "file": str(path), "size_bytes": None, "note": str(e)}
         atomic_torch_save(restored.state_dict(), path)  # holds packed int8 weights, not plain tensors
-        size = C.file_size(path)
+        nbytes = size.file_size(path)
         device = "cpu"  # the int8 kernels run on the CPU only
     else:
         raise ValueError(f"method must be one of {STORAGE_METHODS}, got {method!r}")
     ev = evaluate(restored, val_loader, device=device)
-    return {"method": method, "file": str(path), "size_bytes": size, "val_top1": ev["top1"],
+    return {"method": method, "file": str(path), "size_bytes": nbytes, "val_top1": ev["top1"],
             "val_top5": ev["top5"]}
 
 
 def prune_with_fine_tuning(model: nn.Module, rate: float, steps: int, fine_tune, val_loader,
                            path) -> dict:
-    """Iterative magnitude pruning of a copy of ``model`` (``compress.iterative_prune``).
+    """Iterative magnitude pruning of a copy of ``model`` (``compress.prune.iterative_prune``).
 
     Every step prunes ``rate`` of the remaining weights, runs ``fine_tune`` and evaluates
     on ``val_loader``. The pruned copy is made permanent and saved (float32) at ``path``.
@@ -304,12 +385,12 @@ def prune_with_fine_tuning(model: nn.Module, rate: float, steps: int, fine_tune,
     compressor makes of the zeros).
     """
     pruned = copy.deepcopy(model)
-    history = C.iterative_prune(pruned, rate, steps, fine_tune,
-                                lambda m: {"val_top1": evaluate(m, val_loader)["top1"]})
-    C.remove_pruning(pruned)
-    size = C.save_state(pruned, path)
-    return {"history": history, "start": history[0], "final": history[-1], "size_bytes": size,
-            "zipped_bytes": C.zipped_size(path)}
+    history = prune.iterative_prune(pruned, rate, steps, fine_tune,
+                                    lambda m: {"val_top1": evaluate(m, val_loader)["top1"]})
+    prune.remove_pruning(pruned)
+    nbytes = size.save_state(pruned, path)
+    return {"history": history, "start": history[0], "final": history[-1], "size_bytes": nbytes,
+            "zipped_bytes": size.zipped_size(path)}
 
 
 def plot_pruning(records: Sequence[Mapping], title: str = ""):
@@ -333,7 +414,312 @@ def plot_pruning(records: Sequence[Mapping], title: str = ""):
     return fig
 
 
+# --------------------------------------------------------------------------- the notebook's steps: training
+#: The runs of the KD table, in its order; the students among them.
+KD_RUNS = ("teacher_scratch", "teacher_pretrained", "student", "student_kd_scratch", "student_kd_pretrained",
+           "student_kd_semi")
+STUDENT_RUNS = ("student", "student_kd_scratch", "student_kd_pretrained", "student_kd_semi")
+TEACHER_PRETRAINED = "teacher ResNet-18 (ImageNet, fine-tuned)"
+
+
+def kd_objective(settings: Mapping, teacher: nn.Module) -> KDLoss:
+    """The part-5 KD loss: ``KDLoss(alpha, T)`` distilling from the live ``teacher``."""
+    return KDLoss(settings["alpha"], settings["T"], teacher=LiveTeacher(teacher))
+
+
+def _pretrained_teacher(study: Study, weights_path: str):
+    """``(model or None, reason, note)``: the ImageNet ResNet-18, unless the profile or the
+    network says no."""
+    if not study.settings["try_pretrained"]:
+        return None, "the smoke profile downloads nothing", "not tried in the smoke profile"
+    model, reason = try_build_model("resnet18_food", study.num_classes, weights="IMAGENET1K_V1",
+                                    weights_path=weights_path or None)
+    return model, reason, "not available offline (ImageNet weights could not be loaded)"
+
+
+def train_teachers(study: Study, scratch: nn.Module, pretrained_weights: str = "") -> Tuple[dict, str]:
+    """Train the ResNet-18 teacher ``scratch`` and, where its ImageNet weights load, fine-tune a
+    pretrained one (else a ``skipped`` record says why).
+
+    ``pretrained_weights``: a local weights file (empty: torchvision's ``IMAGENET1K_V1``).
+    Returns ``({"scratch": model, ["pretrained": model]}, a line saying what happened to
+    the pretrained teacher)``.
+    """
+    train_run(scratch, study.run("teacher_scratch", model="resnet18_food", weights="random"),
+              "teacher ResNet-18 (scratch)", study.train_loader, study.val_loader,
+              study.recipe("teacher_epochs", "teacher_lr"), runtime=study.runtime)
+    teachers = {"scratch": scratch}
+    run = study.run("teacher_pretrained", model="resnet18_food", weights=pretrained_weights or "IMAGENET1K_V1")
+    model, reason, note = _pretrained_teacher(study, pretrained_weights)
+    if model is None:
+        skipped_record(run, note, reason, label=TEACHER_PRETRAINED)
+        return teachers, f"Pretrained teacher skipped: {reason}"
+    train_run(model, run, TEACHER_PRETRAINED, study.train_loader, study.val_loader,
+              study.recipe("finetune_epochs", "finetune_lr"), runtime=study.runtime)
+    teachers["pretrained"] = model
+    return teachers, f"Pretrained teacher weights: {model.weights_source}"
+
+
+def _kd_params(settings: Mapping) -> dict:
+    return dict(model="food_student", T=settings["T"], alpha=settings["alpha"])
+
+
+def train_students(study: Study, student: nn.Module, teachers: Mapping[str, nn.Module]) -> dict:
+    """Train ``student`` from scratch (cross-entropy), then one fresh student distilled from each
+    teacher (``student_kd_scratch``, ``student_kd_pretrained``; a missing teacher gives a
+    ``skipped`` record). Returns the trained students by run name."""
+    recipe, runtime = study.recipe("student_epochs", "lr"), study.runtime
+    train_run(student, study.run("student", model="food_student", teacher="none"), "student (scratch, CE)",
+              study.train_loader, study.val_loader, recipe, runtime=runtime)
+    students = {"student": student}
+    for key in ("scratch", "pretrained"):
+        run = study.run(f"student_kd_{key}", teacher=f"teacher_{key}", **_kd_params(study.settings))
+        label = f"student KD <- teacher ({key})"
+        if key not in teachers:
+            skipped_record(run, f"teacher_{key} not available", label=label)
+            continue
+        model = build_model("food_student", study.num_classes)
+        train_run(model, run, label, study.train_loader, study.val_loader, recipe,
+                  kd_objective(study.settings, teachers[key]), runtime)
+        students[run.name] = model
+    return students
+
+
+def best_teacher(teachers: Mapping[str, nn.Module], profile: str) -> str:
+    """The key of the teacher with the best final validation top-1 (from its record)."""
+    acc = {k: R.load_record(PART, f"teacher_{k}", profile)["last"]["test_top1"] for k in teachers}
+    return max(acc, key=acc.get)
+
+
+def train_semi_supervised(study: Study, teacher_key: str, teacher: nn.Module) -> Tuple[nn.Module, dict]:
+    """KD from ``teacher`` on the labeled images plus the unlabeled ones it labels with confidence
+    ``>= pseudo_threshold`` (run ``student_kd_semi``). Returns the student and the pseudo-label
+    summary of :func:`add_pseudo_labels` (also kept in the record as ``pseudo_labels``)."""
+    s, splits = study.settings, study.splits
+    logits = predict_logits(teacher, eval_loader(splits.unlabeled, s["crop"], device=study.device),
+                            device=study.device)
+    semi_set, pseudo = add_pseudo_labels(splits.labeled, splits.unlabeled, logits, s["pseudo_threshold"])
+    loader = training_loader(semi_set, s["batch_size"], s["crop"], device=study.device)
+    model = build_model("food_student", study.num_classes)
+    run = study.run("student_kd_semi", teacher=f"teacher_{teacher_key}", n_train=len(semi_set),
+                    pseudo_threshold=s["pseudo_threshold"], n_pseudo=pseudo["n_pseudo"], **_kd_params(s))
+    train_run(model, run, "student KD + pseudo-labels", loader, study.val_loader, study.recipe("student_epochs", "lr"),
+              kd_objective(s, teacher), study.runtime, extra={"pseudo_labels": pseudo})
+    return model, pseudo
+
+
+def describe_pseudo_labels(teacher_key: str, pseudo: Mapping) -> str:
+    """One sentence on the pseudo-labels: how many, at which threshold, per class."""
+    mean = pseudo["mean_confidence"]
+    mean = "n/a" if mean is None else f"{mean:.2f}"
+    return (f"teacher_{teacher_key} labels {pseudo['n_pseudo']} of {pseudo['n_unlabeled']} unlabeled images with "
+            f"confidence >= {pseudo['threshold']} (mean confidence {mean}); per class: "
+            f"{pseudo['pseudo_per_class']}")
+
+
+def train_comparison(study: Study, kinds: Sequence[str] = ("conv", "dwsep", "group")) -> list:
+    """Train one ``<kind>_net`` per block kind, each at the width that gives about
+    ``compare_params`` parameters (``match_width``). Returns their records."""
+    s, records = study.settings, []
+    for kind in kinds:
+        width = match_width(kind, s["compare_params"], study.num_classes)
+        model = build_model(f"{kind}_net", study.num_classes, width=width)
+        records.append(train_run(model, study.run(f"{kind}_net", model=f"{kind}_net", width=width), f"{kind}_net",
+                                 study.train_loader, study.val_loader, study.recipe("compare_epochs", "lr"),
+                                 runtime=study.runtime))
+    return records
+
+
+def records_by_run(profile: str) -> dict:
+    """This part's records of ``profile``, by run name."""
+    return {r["run"]: r for r in R.load_records(PART, profile)}
+
+
+def final_student_name(students: Iterable[str], records: Mapping[str, Mapping]) -> str:
+    """The trained student (``students``: their run names, or a dict by run name) with the best
+    final validation top-1 (the one compressed next)."""
+    return max((n for n in STUDENT_RUNS if n in students), key=lambda n: records[n]["last"]["test_top1"])
+
+
+# --------------------------------------------------------------------------- the notebook's steps: compression
+def storage_path(folder, source: str, method: str) -> Path:
+    """The file of ``source`` stored in format ``method``."""
+    return Path(folder) / f"{source}-{method}.pt"
+
+
+def storage_records(study: Study, source: str, model: nn.Module, arch: str, methods: Sequence[str],
+                    **build_options) -> list:
+    """:func:`storage_variant` of ``model`` (run ``source``) in every format of ``methods``, each
+    as a computed record ``quant-<source>-<method>``; ``arch`` and ``build_options`` rebuild
+    an empty model to load the stored file into."""
+    def build() -> nn.Module:
+        return build_model(arch, study.num_classes, **build_options)
+
+    records = []
+    for method in methods:
+        run = study.run(f"quant-{source}-{method}", model=source, method=method)
+        path = storage_path(study.compressed_dir, source, method)
+        records.append(computed_record(run, lambda: {
+            "label": f"{source} ({method})", **storage_variant(model, build, method, path, study.val_loader)},
+            study.force))
+    return records
+
+
+def pruning_records(study: Study, source: str, model: nn.Module, rates: Sequence[float]) -> list:
+    """:func:`prune_with_fine_tuning` of ``model`` (run ``source``) at every rate of ``rates``
+    (``prune_steps`` steps, one epoch at ``prune_lr`` after each), each as a computed record
+    ``prune-<source>-rate<rate>``."""
+    s, records = study.settings, []
+    for rate in rates:
+        run = study.run(f"prune-{source}-rate{rate:g}", model=source, rate=rate, steps=s["prune_steps"],
+                        fine_tune="1 epoch, lr {}".format(s["prune_lr"]))
+        path = study.compressed_dir / f"{source}-pruned-{rate:g}.pt"
+        records.append(computed_record(run, lambda: {
+            "label": f"{source} pruned {rate:g}/step",
+            **prune_with_fine_tuning(model, rate, s["prune_steps"],
+                                     make_fine_tuner(study.train_loader, study.fine_tune_recipe,
+                                                     study.device),
+                                     study.val_loader, path)}, study.force))
+    return records
+
+
+# --------------------------------------------------------------------------- the notebook's tables and figures
+def kd_table(records: Mapping[str, Mapping]):
+    """Teachers and students (rows in :data:`KD_RUNS` order): model, parameters, teacher, T,
+    alpha, training images, final and best validation top-1, time, status."""
+    table = R.records_table([records[n] for n in KD_RUNS], {
+        "run": "run", "model": "label", "params": "n_params", "teacher": "params.teacher", "T": "params.T",
+        "alpha": "params.alpha", "train images": "params.n_train", "val top-1 %": "last.test_top1",
+        "best epoch top-1 %": "best.test_top1", "train s": "train_seconds", "status": "status", "note": "note",
+    }, index="run")
+    table[["params", "train images"]] = table[["params", "train images"]].astype("Int64")
+    return table
+
+
+def plot_kd_curves(records: Mapping[str, Mapping]):
+    """Validation top-1 per epoch of the finished runs of the KD table."""
+    from kdutils.core.plots import plot_curves
+
+    trained = [records[n] for n in KD_RUNS if R.is_finished(records[n])]
+    return plot_curves(trained, ("test_top1",), "validation top-1 (%)", "Teachers and students on food-11",
+                       labels=[r["label"] for r in trained])
+
+
+def quant_table(quant: Sequence[Mapping]):
+    """Storage formats: file bytes, validation top-1 and ``x smaller than float32`` (against the
+    same model's float32 file). The ``note`` column is dropped when every row lacks one."""
+    table = R.records_table(quant, {"model": "params.model", "format": "method", "file bytes": "size_bytes",
+                                    "val top-1 %": "val_top1", "note": "note"})
+    float32_bytes = table[table["format"] == "float32"].set_index("model")["file bytes"]
+    table["x smaller than float32"] = float32_bytes.reindex(table["model"]).values / table["file bytes"]
+    return table.dropna(axis=1, how="all")
+
+
+def prune_table(prune_records: Sequence[Mapping]):
+    """One row per pruning rate: steps, accuracy before and after, final sparsity, sizes."""
+    return R.records_table(prune_records, {
+        "rate per step": "params.rate", "steps": "params.steps", "val top-1 % before": "start.val_top1",
+        "final sparsity": "final.sparsity", "non-zero params": "final.nonzero_params",
+        "val top-1 % after": "final.val_top1",
+        "file bytes": "size_bytes", "zipped bytes": "zipped_bytes"}, index="rate per step")
+
+
+def compare_table(compare: Sequence[Mapping]):
+    """The block-kind comparison: width, parameters, bytes, FLOPs, accuracy, seconds per epoch."""
+    return R.records_table(compare, {"model": "label", "width": "params.width", "params": "n_params",
+                                     "float32 bytes": "size_bytes", "FLOPs": "flops",
+                                     "val top-1 %": "last.test_top1", "s / epoch": "epoch_seconds"}, index="model")
+
+
+def before_after_table(quant: Sequence[Mapping], records: Mapping[str, Mapping]):
+    """The float32 and 8-bit files of :func:`storage_records` (teacher first) with their
+    parameters, ``x smaller than teacher`` and ``points vs teacher`` (against the first row)."""
+    shown = [r for r in quant if r["method"] in ("float32", "minmax8")]
+    table = R.records_table(shown, {"model": "label", "source": "params.model", "file bytes": "size_bytes",
+                                    "val top-1 %": "val_top1"})
+    table.insert(1, "params", [records[s]["n_params"] for s in table["source"]])
+    teacher = table.iloc[0]
+    table["x smaller than teacher"] = teacher["file bytes"] / table["file bytes"]
+    table["points vs teacher"] = table["val top-1 %"] - teacher["val top-1 %"]
+    return table.drop(columns=["source"]).set_index("model")
+
+
+def plot_accuracy_vs_size(quant: Sequence[Mapping], compare: Sequence[Mapping], prune_records: Sequence[Mapping]):
+    """Validation top-1 against the file size (log scale): storage formats (o), the ~1 MB
+    architectures (s, float32 size) and the pruned students (^, zipped size)."""
+    import matplotlib.pyplot as plt
+
+    fig, ax = plt.subplots(figsize=(7, 4.5))
+    points = [(r["label"], r["size_bytes"], r["val_top1"], "o") for r in quant if r.get("val_top1") is not None]
+    points += [(r["label"], r["size_bytes"], r["last"]["test_top1"], "s") for r in compare]
+    points += [(f"{r['label']} (zipped)", r["zipped_bytes"], r["final"]["val_top1"], "^") for r in prune_records]
+    for i, (label, nbytes, top1, marker) in enumerate(points):
+        ax.scatter(nbytes / 1024, top1, marker=marker, color=plt.cm.tab20(i % 20), label=label)
+    ax.set_xscale("log")
+    ax.set_xlabel("file size on disk (KiB, log scale)")
+    ax.set_ylabel("validation top-1 (%)")
+    ax.set_title("Accuracy vs size: o storage formats, s ~1 MB architectures, ^ pruned (zipped)")
+    ax.grid(alpha=0.3)
+    ax.legend(fontsize=6, loc="center left", bbox_to_anchor=(1.01, 0.5))
+    return fig
+
+
 # --------------------------------------------------------------------------- leaderboard
+def image_id(name: Union[str, os.PathLike]) -> str:
+    """Test-image file name -> submission id: ``"test/0001.jpg"`` -> ``"0001"``."""
+    p = Path(name)
+    return p.stem if p.suffix.lower() in IMAGE_SUFFIXES else p.name
+
+
+def _class_ids(ids: Sequence[str], predictions: Sequence, num_classes: int) -> list:
+    """The predictions as plain ints in ``[0, num_classes)`` (``ValueError`` naming the id)."""
+    classes = []
+    for i, c in zip(ids, predictions):
+        if hasattr(c, "item"):  # numpy / torch scalars
+            c = c.item()
+        if isinstance(c, float) and c.is_integer():
+            c = int(c)
+        if isinstance(c, bool) or not isinstance(c, Integral) or not 0 <= c < num_classes:
+            raise ValueError(
+                f"prediction for id {i!r} is {c!r}; class ids must be ints in "
+                f"[0, {num_classes - 1}] (pass argmax indices, not logits or names)"
+            )
+        classes.append(int(c))
+    return classes
+
+
+def write_leaderboard_csv(path, ids: Sequence[Union[str, os.PathLike]], predictions: Iterable,
+                          num_classes: int = 11) -> Path:
+    """Write the Kaggle-style submission: header ``Id,Category``, one row per test image.
+
+    ``ids`` are test file names or ids (file names are reduced with :func:`image_id`), in
+    the order of ``predictions`` (class indices: a list, numpy array or tensor of ints in
+    ``[0, num_classes)``). Raises ``ValueError`` on a length mismatch, duplicate ids or an
+    invalid class id. The file is written atomically. Returns the path.
+    """
+    ids = [image_id(i) for i in ids]
+    if isinstance(predictions, torch.Tensor):
+        predictions = predictions.detach().cpu().tolist()
+    else:
+        predictions = list(predictions)
+    if len(ids) != len(predictions):
+        raise ValueError(
+            f"{len(ids)} ids but {len(predictions)} predictions; there must be exactly one "
+            "prediction per test image"
+        )
+    if not ids:
+        raise ValueError("no test images: ids and predictions are empty")
+    if len(set(ids)) != len(ids):
+        dup = sorted({i for i in ids if ids.count(i) > 1})[:5]
+        raise ValueError(f"duplicate ids in the submission: {dup}")
+    classes = _class_ids(ids, predictions, num_classes)
+    buf = io.StringIO()
+    writer = csv.writer(buf)
+    writer.writerow(["Id", "Category"])
+    writer.writerows(zip(ids, classes))
+    return atomic_write_text(path, buf.getvalue())
+
+
 def write_test_predictions(model: nn.Module, test_set: D.ImageSet, path, crop: int, num_classes: int,
                            device="auto") -> Path:
     """Predict every test image (centre crop) and write the ``Id,Category`` leaderboard CSV.
@@ -347,7 +733,136 @@ def write_test_predictions(model: nn.Module, test_set: D.ImageSet, path, crop: i
     logits = predict_logits(model, eval_loader(test_set, crop, device=device), device=device)
     if logits.shape[1] != num_classes:
         raise ValueError(f"the model predicts {logits.shape[1]} classes, the data set has {num_classes}")
-    return C.write_leaderboard_csv(path, test_set.files, logits.argmax(1), num_classes=num_classes)
+    return write_leaderboard_csv(path, test_set.files, logits.argmax(1), num_classes=num_classes)
+
+
+def leaderboard_path(profile: str) -> Path:
+    """``results/<profile>/part5/leaderboard.csv``."""
+    return results_dir() / profile / PART / "leaderboard.csv"
+
+
+def write_leaderboard(study: Study, source: str) -> Path:
+    """The leaderboard file (:func:`leaderboard_path`) of the student ``source`` after 8-bit
+    quantization: its ``minmax8`` file of :func:`storage_records` loaded back, the model one
+    would ship."""
+    model = quantize.load_quantized(storage_path(study.compressed_dir, source, "minmax8"),
+                                    build_model("food_student", study.num_classes))
+    return write_test_predictions(model, study.splits.testing, leaderboard_path(study.setup.profile),
+                                  study.settings["crop"], study.num_classes, device=study.device)
+
+
+# --------------------------------------------------------------------------- findings
+NOTHING_YET = "No student of part 5 has finished training in this profile yet, so there is nothing to report."
+
+
+def _top1(rec: Mapping) -> float:
+    return rec["last"]["test_top1"]
+
+
+def _finished(by_run: Mapping[str, Mapping], names: Iterable[str]) -> list:
+    return [n for n in names if R.is_finished(by_run.get(n))]
+
+
+def _setting_sentence(by_run: Mapping[str, Mapping], num_classes: Optional[int]) -> str:
+    student, teacher = by_run["student"], by_run.get("teacher_scratch")
+    classes = f", {num_classes} classes" if num_classes else ""
+    epochs = f"teacher {teacher.get('epochs')} epochs, " if R.is_finished(teacher) else ""
+    return (f"Profile {student['profile']} on {student.get('device', 'an unrecorded device')}: "
+            f"{student['params']['n_train']} labeled images{classes}, {student['params']['crop']}px crops; "
+            f"{epochs}students {student.get('epochs')} epochs.")
+
+
+def _kd_sentences(by_run: Mapping[str, Mapping], n_test: Optional[int]) -> list:
+    """Each distilled student against the student trained from scratch, judged against the noise band."""
+    base, out, steps = _top1(by_run["student"]), [], []
+    for run in _finished(by_run, ("student_kd_scratch", "student_kd_pretrained", "student_kd_semi")):
+        rec = by_run[run]
+        delta, noise = _top1(rec) - base, noise_band((_top1(rec) + base) / 2, n_test)
+        out.append(f"{rec['label']}: {_top1(rec):.1f}% vs {base:.1f}% from scratch "
+                   f"({delta:+.1f} points, {verdict_words(delta, noise)}).")
+        steps.append(Step(rec["label"], delta, noise))
+    return out + tally(steps, what="KD variant")
+
+
+def _size_sentences(by_run: Mapping[str, Mapping], final: str, n_test: Optional[int]) -> list:
+    """The teacher's float32 file against the final student's 8-bit file, and each storage
+    format of the final student against its float32 file."""
+    out = []
+    teachers = _finished(by_run, ("teacher_scratch", "teacher_pretrained"))
+    t32 = by_run.get(f"quant-{max(teachers, key=lambda n: _top1(by_run[n]))}-float32") if teachers else None
+    s8, f32 = by_run.get(f"quant-{final}-minmax8"), by_run.get(f"quant-{final}-float32")
+    if R.is_finished(t32) and R.is_finished(s8):
+        t, s = t32["val_top1"], s8["val_top1"]
+        points, noise = s - t, noise_band((s + t) / 2, n_test)
+        out.append(f"Teacher {t32['label']}: {t32['size_bytes'] / 2**20:.1f} MiB, {t:.1f}%; final student "
+                   f"{s8['label']}: {s8['size_bytes'] / 1024:.0f} KiB "
+                   f"({t32['size_bytes'] / s8['size_bytes']:.0f}x smaller), {s:.1f}% "
+                   f"({points:+.1f} points, {verdict_words(points, noise)}).")
+    if not R.is_finished(f32):
+        return out
+    for fmt in ("float16", "minmax8", "torch_int8"):
+        rec = by_run.get(f"quant-{final}-{fmt}")
+        if R.is_finished(rec) and rec.get("val_top1") is not None:
+            delta = rec["val_top1"] - f32["val_top1"]
+            noise = noise_band((rec["val_top1"] + f32["val_top1"]) / 2, n_test)
+            out.append(f"{fmt}: {f32['size_bytes'] / rec['size_bytes']:.2f}x smaller than float32, "
+                       f"{delta:+.1f} points ({verdict_words(delta, noise)}).")
+    return out
+
+
+def _pruning_sentences(records: Iterable[Mapping], final: str, n_test: Optional[int]) -> list:
+    """Each pruning rate of the final student: sparsity reached, accuracy before and after."""
+    pruned = sorted((r for r in records if r["run"].startswith(f"prune-{final}-rate") and R.is_finished(r)),
+                    key=lambda r: r["params"]["rate"])
+    out = []
+    for r in pruned:
+        before, after = r["start"]["val_top1"], r["final"]["val_top1"]
+        noise = noise_band((before + after) / 2, n_test)
+        out.append(f"Pruning {r['params']['rate']:g}/step: sparsity {100 * r['final']['sparsity']:.0f}% after "
+                   f"{r['params']['steps']} steps, {before:.1f}% -> {after:.1f}% "
+                   f"({verdict_words(after - before, noise)}).")
+    return out
+
+
+def _comparison_sentence(by_run: Mapping[str, Mapping], n_test: Optional[int]) -> list:
+    """The three block kinds at matched parameter counts: accuracies, the best and its margin."""
+    nets = [by_run[n] for n in _finished(by_run, ("conv_net", "dwsep_net", "group_net"))]
+    if not nets:
+        return []
+    ranked = sorted(nets, key=_top1, reverse=True)
+    sizes = [r["n_params"] for r in nets]
+    text = (f"At matched size ({min(sizes) / 1e3:.0f}k-{max(sizes) / 1e3:.0f}k parameters): "
+            + ", ".join(f"{r['label']} {_top1(r):.1f}%" for r in nets) + f"; best: {ranked[0]['label']}")
+    if len(ranked) > 1:
+        best, second = ranked[0], ranked[1]
+        noise = noise_band((_top1(best) + _top1(second)) / 2, n_test)
+        text += f" ({compare(best['label'], _top1(best), second['label'], _top1(second), noise)})"
+    return [text + "."]
+
+
+def findings(records: Iterable[Optional[Mapping]], n_test: Optional[int] = None,
+             num_classes: Optional[int] = None) -> list:
+    """The measured sentences of part 5, from its run records alone (the notebook's last section
+    displays them; a report can print the same list).
+
+    The setting; how far apart two accuracies must be on ``n_test`` validation images
+    (default: the ``n_val`` the records store) to be told apart
+    (:func:`kdutils.core.findings.band_sentence`); each KD student against the student from
+    scratch; the teacher against the final student after 8-bit quantization; each storage
+    format against float32; each pruning rate; the three block kinds. Every difference is
+    judged against the noise band.
+    """
+    recs = [r for r in (records.values() if isinstance(records, Mapping) else records) if r]
+    by_run = {r["run"]: r for r in recs}
+    if not R.is_finished(by_run.get("student")):
+        return [NOTHING_YET]
+    if n_test is None:
+        n_test = by_run["student"]["params"].get("n_val")
+    out = [_setting_sentence(by_run, num_classes), band_sentence(_top1(by_run["student"]), n_test)]
+    out += _kd_sentences(by_run, n_test)
+    final = final_student_name(_finished(by_run, STUDENT_RUNS), by_run)
+    out += _size_sentences(by_run, final, n_test) + _pruning_sentences(recs, final, n_test)
+    return out + _comparison_sentence(by_run, n_test)
 
 
 __all__ = [
@@ -370,4 +885,62 @@ __all__ = [
     "prune_with_fine_tuning",
     "plot_pruning",
     "write_test_predictions",
+    "IMAGE_SUFFIXES",
+    "image_id",
+    "write_leaderboard_csv",
+    "Study",
+    "KD_RUNS",
+    "STUDENT_RUNS",
+    "kd_objective",
+    "train_teachers",
+    "train_students",
+    "best_teacher",
+    "train_semi_supervised",
+    "describe_pseudo_labels",
+    "train_comparison",
+    "records_by_run",
+    "final_student_name",
+    "storage_path",
+    "storage_records",
+    "pruning_records",
+    "kd_table",
+    "plot_kd_curves",
+    "quant_table",
+    "prune_table",
+    "compare_table",
+    "before_after_table",
+    "plot_accuracy_vs_size",
+    "leaderboard_path",
+    "write_leaderboard",
+    "NOTHING_YET",
+    "findings",
 ]
+
+
+# =========================================================================== report page
+from kdutils.core import report_spec as S  # noqa: E402  (the page spec closes the module)
+
+#: Part 5's page of the report (kdutils.tools.report); its text is :func:`findings` (and
+#: ``OPINION`` when the part defines one).
+REPORT = S.PartSpec(
+    part="part5",
+    title="Part 5 - Food-11: student <= 100k parameters, KD, compression",
+    notebooks=("part5_food11_compression.ipynb",),
+    data="food-11 (validation split as the test set)",
+    tables=(
+        S.Table("Teachers and students: KD from each teacher, semi-supervised KD", "part5",
+                (S.LABEL, S.PARAMS, S.FLOPS, S.TOP1, S.TOP5, S.EPOCHS, S.TRAIN_TIME), runs=r"^(teacher_|student)"),
+        S.Table("Compression of the final student: storage formats and iterative pruning", "part5",
+                (S.LABEL, S.Column("file size", "size_bytes", "bytes"), S.Column("zipped", "zipped_bytes", "bytes"),
+                 S.Column("sparsity", "final.sparsity", "share"),
+                 S.Column("val top-1 %", "val_top1|final.val_top1", "pct"), S.Column("time", "seconds", "seconds")),
+                runs=r"^(quant|prune)-", max_rows=8),
+        S.Table("Plain vs depthwise-separable vs group convolutions at matched parameters", "part5",
+                (S.LABEL, S.Column("width", "params.width", "num"), S.PARAMS, S.FLOPS, S.TOP1, S.EPOCHS,
+                 S.TRAIN_TIME), runs=r"^(conv|dwsep|group)_net$"),
+    ),
+    figures=("part5_accuracy_vs_size", "part5_pruning"),
+    baseline=r"^student$",
+    contenders=r"^student",
+    sizes=("params.n_train", "params.n_val"),
+)

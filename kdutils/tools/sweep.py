@@ -28,9 +28,9 @@ line per epoch instead of progress bars) and the repository on ``PYTHONPATH``.
 
 Command line::
 
-    python -m kdutils.tools.sweep notebooks/part3_kd.ipynb --part part3 --profile quick \\
+    python -m kdutils.tools.sweep notebooks/part3_cifar10_resnet18_kd.ipynb --part part3 --profile quick \\
         --grid T=5,10,20 lam=0.1,0.5                     # 6 runs: T5_lam0.1 ... T20_lam0.5
-    python -m kdutils.tools.sweep notebooks/part3_kd.ipynb --part part3 --profile quick \\
+    python -m kdutils.tools.sweep notebooks/part3_cifar10_resnet18_kd.ipynb --part part3 --profile quick \\
         --random 12 --seed 0 --T-range 1 100 --lam-range 0.01 100
     # options: --set epochs=3 (fixed for every run), --name, --force, --jobs 2,
     #          --timeout SECONDS, --kernel NAME, --dry-run
@@ -50,15 +50,16 @@ import sys
 import threading
 import time
 from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable, Iterable, Mapping, Optional, Sequence
 
 from kdutils.core import records as _results
+from kdutils.core.records import make_run_name, name_token  # noqa: F401  (re-exported for sweep users)
 from kdutils.core.profiles import REPO_ROOT, resolve_profile, runs_dir
 
 #: Lines of the child's log kept in a failure record.
 TAIL_LINES = 60
-_BAD_CHARS = re.compile(r"[^A-Za-z0-9_.=+-]")
 
 
 # --------------------------------------------------------------------------- parameter sets
@@ -76,23 +77,6 @@ def parse_value(text: str) -> Any:
         except ValueError:
             pass
     return t
-
-
-def format_value(v: Any) -> str:
-    """A short, file-name-safe text for a value (5.0 -> "5", 0.1 -> "0.1", 1e-05 -> "1e-05")."""
-    if isinstance(v, bool) or v is None:
-        text = str(v)
-    elif isinstance(v, float):
-        text = f"{v:g}"
-    else:
-        text = str(v)
-    return _BAD_CHARS.sub("-", text)
-
-
-def make_run_name(params: Mapping[str, Any], keys: Optional[Sequence[str]] = None) -> str:
-    """``{"T": 5, "lam": 0.1}`` -> ``"T5_lam0.1"`` (``keys`` picks and orders the parts)."""
-    keys = list(params) if keys is None else list(keys)
-    return "_".join(f"{k}{format_value(params[k])}" for k in keys)
 
 
 def parse_assignments(items: Iterable[str], multi: bool = True) -> dict[str, Any]:
@@ -343,6 +327,37 @@ def run_sweep(
     the threads only wait on them). ``profile`` is passed to the notebook as the
     ``profile`` parameter and, with ``part``, says where the run's record is looked up.
     """
+    notebook, profile, name = _check_sweep(notebook, part, profile, name, jobs)
+    sets = _prepare_sets(param_sets, profile, force)
+    sweep = _Sweep(notebook=notebook, part=part, profile=profile, name=name, folder=runs_dir() / name,
+                   force=force, total=len(sets), kernel=kernel, timeout=timeout, say=_line_printer(log))
+    if int(jobs) == 1:
+        summary = [_run_one(sweep, i, p) for i, p in enumerate(sets)]
+    else:
+        with ThreadPoolExecutor(max_workers=int(jobs)) as pool:
+            summary = list(pool.map(lambda ip: _run_one(sweep, *ip), enumerate(sets)))
+    _finish(sweep, summary)
+    return summary
+
+
+@dataclass(frozen=True)
+class _Sweep:
+    """What every run of one sweep shares."""
+
+    notebook: Path
+    part: str
+    profile: str
+    name: str
+    folder: Path
+    force: bool
+    total: int
+    kernel: Optional[str]
+    timeout: Optional[float]
+    say: Callable[[str], None]
+
+
+def _check_sweep(notebook, part: str, profile: str, name: Optional[str], jobs: int) -> tuple[Path, str, str]:
+    """The notebook's path, the resolved profile and the sweep's name; a clear error when one is wrong."""
     notebook = Path(notebook)
     if not notebook.is_file():
         raise FileNotFoundError(f"notebook {str(notebook)!r} does not exist")
@@ -351,7 +366,11 @@ def run_sweep(
     name = _results.check_name(name or f"{part}-{profile}", "sweep name")
     if int(jobs) < 1:
         raise ValueError(f"jobs must be >= 1, got {jobs!r}")
+    return notebook, profile, name
 
+
+def _prepare_sets(param_sets: Sequence[Mapping[str, Any]], profile: str, force: bool) -> list[dict]:
+    """Checked copies of the parameter sets, with ``profile`` (and ``force``) added; names unique."""
     sets = []
     for i, ps in enumerate(param_sets):
         if "run_name" not in ps:
@@ -370,55 +389,58 @@ def run_sweep(
     dupes = sorted({n for n in names if names.count(n) > 1})
     if dupes:
         raise ValueError(f"run names must be unique within a sweep; repeated: {dupes}")
+    return sets
 
-    folder = runs_dir() / name
+
+def _line_printer(log: Optional[Callable[[str], None]]) -> Callable[[str], None]:
+    """``log`` made to print whole lines also when runs finish in several threads (None: silent)."""
     lock = threading.Lock()
 
     def say(msg: str) -> None:
         if log is not None:
-            with lock:  # whole lines, also with jobs > 1
+            with lock:
                 log(msg)
-    total = len(sets)
 
-    def one(index: int, p: dict) -> dict:
-        run = p["run_name"]
-        tag = f"[{index + 1}/{total}] {run}"
-        entry: dict = {"run": run, "params": p, "output": str(folder / f"{run}.ipynb")}
-        if not force and _results.is_finished(_results.load_record(part, run, profile)):
-            say(f"{tag}: skipped (record finished)")
-            return {**entry, "status": "skipped", "seconds": 0.0}
-        say(f"{tag}: running")
-        outcome = run_notebook(notebook, folder, run, p, kernel=kernel, timeout=timeout,
-                               context={"sweep": name, "part": part, "profile": profile})
-        entry = {**entry, **outcome}
-        secs = outcome["seconds"]
-        if outcome["status"] == "ok":
-            if not _results.is_finished(_results.load_record(part, run, profile)):
-                entry["note"] = (
-                    f"the notebook ran but no finished record {part}/{run} ({profile}) "
-                    "exists: check that it saves its record under run_name"
-                )
-            say(f"{tag}: ok ({secs:.1f} s)" + (f"; note: {entry['note']}" if "note" in entry else ""))
-        else:
-            say(f"{tag}: FAILED (exit {outcome['returncode']}, {secs:.1f} s): {outcome['error']}"
-                f"  -> {outcome['failure']}")
-        return entry
+    return say
 
-    if int(jobs) == 1:
-        summary = [one(i, p) for i, p in enumerate(sets)]
+
+def _run_one(sweep: _Sweep, index: int, p: dict) -> dict:
+    """Run one parameter set (or skip it when its record is finished); its summary entry."""
+    run = p["run_name"]
+    tag = f"[{index + 1}/{sweep.total}] {run}"
+    entry: dict = {"run": run, "params": p, "output": str(sweep.folder / f"{run}.ipynb")}
+    if not sweep.force and _results.is_finished(_results.load_record(sweep.part, run, sweep.profile)):
+        sweep.say(f"{tag}: skipped (record finished)")
+        return {**entry, "status": "skipped", "seconds": 0.0}
+    sweep.say(f"{tag}: running")
+    outcome = run_notebook(sweep.notebook, sweep.folder, run, p, kernel=sweep.kernel, timeout=sweep.timeout,
+                           context={"sweep": sweep.name, "part": sweep.part, "profile": sweep.profile})
+    entry = {**entry, **outcome}
+    secs = outcome["seconds"]
+    if outcome["status"] == "ok":
+        if not _results.is_finished(_results.load_record(sweep.part, run, sweep.profile)):
+            entry["note"] = (
+                f"the notebook ran but no finished record {sweep.part}/{run} ({sweep.profile}) "
+                "exists: check that it saves its record under run_name"
+            )
+        sweep.say(f"{tag}: ok ({secs:.1f} s)" + (f"; note: {entry['note']}" if "note" in entry else ""))
     else:
-        with ThreadPoolExecutor(max_workers=int(jobs)) as pool:
-            summary = list(pool.map(lambda ip: one(*ip), enumerate(sets)))
+        sweep.say(f"{tag}: FAILED (exit {outcome['returncode']}, {secs:.1f} s): {outcome['error']}"
+                  f"  -> {outcome['failure']}")
+    return entry
 
-    if sets:
+
+def _finish(sweep: _Sweep, summary: list[dict]) -> None:
+    """Write ``summary.json`` (when anything ran) and say how many runs ended how."""
+    if summary:
         _results.atomic_write_json(
-            folder / "summary.json",
-            {"sweep": name, "notebook": str(notebook.resolve()), "part": part,
-             "profile": profile, "runs": summary},
+            sweep.folder / "summary.json",
+            {"sweep": sweep.name, "notebook": str(sweep.notebook.resolve()), "part": sweep.part,
+             "profile": sweep.profile, "runs": summary},
         )
     counts = {s: sum(e["status"] == s for e in summary) for s in ("ok", "skipped", "failed")}
-    say(f"sweep {name}: " + ", ".join(f"{v} {k}" for k, v in counts.items()) + f" (outputs in {folder})")
-    return summary
+    sweep.say(f"sweep {sweep.name}: " + ", ".join(f"{v} {k}" for k, v in counts.items())
+              + f" (outputs in {sweep.folder})")
 
 
 # --------------------------------------------------------------------------- results

@@ -21,3 +21,12 @@ def test_records_are_atomic_json_and_tabulate(tmp_path):
     with pytest.raises(ValueError, match="file name"):
         records.record_path("partX", "bad/name", "smoke")
 
+
+
+def test_run_names_from_parameters():
+    from kdutils.core.records import check_name, make_run_name, name_token
+
+    assert make_run_name({"T": 5.0, "lam": 0.1}) == "T5_lam0.1"
+    assert make_run_name({"lam": 1e-05, "T": 20, "x": None}, keys=("T", "lam")) == "T20_lam1e-05"
+    assert name_token("a b/c") == "a-b-c" and name_token(True) == "True"
+    check_name(make_run_name({"T": 2.5, "path": "x/y z"}))  # always a valid file name

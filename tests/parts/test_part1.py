@@ -7,6 +7,7 @@ import pytest
 import torch
 
 from kdutils.core import records as R
+from kdutils.core.findings import as_markdown
 from kdutils.models import build_model, count_flops, count_params
 from kdutils.models.cifar_resnet import ABLATION_PATH, PROPOSAL_PARAM_BUDGET
 from kdutils.parts import part1 as A
@@ -91,10 +92,10 @@ def test_time_train_step_trains_and_projection_flags_the_budget():
     assert not tight.loc["ResNet-20", "within budget"]
 
 
-def test_ablation_table_from_records():
+def test_architecture_table_from_records():
     costs = pd.DataFrame({"params": [10_000_000, 12_000_000], "flops": [2e9, 3e9]},
                          index=[e["name"] for e in TINY_PATH])
-    table = A.ablation_table(TINY_PATH, {"ResNet-20": fake_record(40.0, 42.0)}, costs)
+    table = A.architecture_table(TINY_PATH, {"ResNet-20": fake_record(40.0, 42.0)}, costs)
     assert list(table.index) == ["ResNet-20", "SE-ResNet-20 (mine)"]
     assert table.loc["ResNet-20", "params (M)"] == 10.0  # full width, not the record's n_params
     assert table.loc["ResNet-20", "trained params (M)"] == 1.0
@@ -103,7 +104,7 @@ def test_ablation_table_from_records():
     assert math.isnan(table.loc["SE-ResNet-20 (mine)", "Δ last top-1"])
 
     both = {"ResNet-20": fake_record(40.0, 42.0), "SE-ResNet-20 (mine)": fake_record(45.5)}
-    table = A.ablation_table(TINY_PATH, both, costs)
+    table = A.architecture_table(TINY_PATH, both, costs)
     assert table.loc["SE-ResNet-20 (mine)", "Δ last top-1"] == pytest.approx(5.5)
     assert math.isnan(table.loc["ResNet-20", "Δ last top-1"])
 
@@ -116,16 +117,11 @@ def test_records_of_the_path_are_found_by_run_name():
     assert found["SE-ResNet-20 (mine)"]["run"] == "se-resnet-20-mine_w0.25"
 
 
-def test_sampling_noise():
-    assert A.sampling_noise(50.0, 10_000) == pytest.approx(200 * math.sqrt(2 * 0.25 / 10_000))
-    assert A.sampling_noise(0.0, 100) == 0.0
-    assert A.sampling_noise(80.0, 100) > A.sampling_noise(80.0, 10_000)
-
-
 def summary_for(records, n_test):
     costs = pd.DataFrame({"params": [10_000_000, 12_000_000], "flops": [2e9, 3e9]},
                          index=[e["name"] for e in TINY_PATH])
-    return A.ablation_summary(A.ablation_table(TINY_PATH, records, costs), n_test=n_test, caveat="Quick numbers.")
+    return as_markdown(A.ablation_findings(A.architecture_table(TINY_PATH, records, costs), n_test=n_test),
+                       caveat="Quick numbers.")
 
 
 def test_summary_reads_correctly_whatever_the_numbers():
@@ -140,7 +136,7 @@ def test_summary_reads_correctly_whatever_the_numbers():
 
     small = summary_for({"ResNet-20": fake_record(5.0), "SE-ResNet-20 (mine)": fake_record(4.0)}, 1000)
     assert "-1.00 points, inside the" in small
-    assert "No single change moved top-1 beyond the sampling noise." in small
+    assert "No single change moved top-1 beyond the noise band." in small
     assert "below the 82% target" in small
 
     loss = summary_for({"ResNet-20": fake_record(60.0), "SE-ResNet-20 (mine)": fake_record(50.0)}, 10_000)

@@ -9,6 +9,9 @@ from torch import nn
 
 from kdutils.core import records, train
 from kdutils.core.loader import loaders_for
+from kdutils.core.objective import Batch
+from kdutils.core.recipe import Recipe
+from kdutils.core.train import Runtime
 from kdutils.distill import objectives
 from kdutils.models import count_params
 from kdutils.parts import part2
@@ -28,12 +31,13 @@ def test_pskd_targets_are_distributions_built_from_the_latest_prediction():
     obj = objectives.PSKDLoss(num_samples=3, num_classes=4, alpha_T=1.0, epochs=2)
     idx, y = torch.tensor([0, 1, 2]), torch.tensor([3, 0, 1])
     first, second = torch.randn(3, 4), torch.randn(3, 4)
-    obj(first, y, index=idx, epoch=0)
-    obj(second, y, index=idx, epoch=0)  # the memory keeps only the latest prediction
-    target = obj.targets_for(y, idx, epoch=1)  # alpha_1 = alpha_T = 1: the prediction itself
+    x = torch.zeros(3, 3, 4, 4)
+    obj(first, Batch(x, y, idx, epoch=0))
+    obj(second, Batch(x, y, idx, epoch=0))  # the memory keeps only the latest prediction
+    target = obj.targets_for(Batch(x, y, idx, epoch=1))  # alpha_1 = alpha_T = 1: the prediction itself
     assert torch.allclose(target, F.softmax(second, 1))
     assert torch.allclose(target.sum(1), torch.ones(3))
-    assert bool(obj.filled.all())
+    assert bool(obj.teacher.filled.all())
 
 
 def test_pskd_memory_survives_checkpoint_and_resume_through_fit(tiny_cifar):
@@ -50,25 +54,26 @@ def test_pskd_memory_survives_checkpoint_and_resume_through_fit(tiny_cifar):
         return objectives.PSKDLoss(len(tr), 10, alpha_T=0.8, epochs=3)
 
     ref_obj = objective()
-    train.fit(net(), train_loader, test_loader, epochs=3, lr=0.05, objective=ref_obj,
-              run=train.Run("unit", "pskd_ref", "smoke"), log="off")
+    quiet = Runtime(log="off")
+    train.fit(net(), train_loader, test_loader, Recipe(3, lr=0.05), ref_obj, train.Run("unit", "pskd_ref", "smoke"),
+              runtime=quiet)
 
     def interrupt(epoch, row):
         if epoch == 1:
             raise KeyboardInterrupt
 
     with pytest.raises(KeyboardInterrupt):
-        train.fit(net(), train_loader, test_loader, epochs=3, lr=0.05, objective=objective(),
-                  run=train.Run("unit", "pskd_cut", "smoke"), log="off", on_epoch_end=interrupt)
+        train.fit(net(), train_loader, test_loader, Recipe(3, lr=0.05), objective(),
+                  train.Run("unit", "pskd_cut", "smoke"), runtime=quiet, callbacks=[interrupt])
     saved = train.load_checkpoint(train.Run("unit", "pskd_cut", "smoke").checkpoint_path)
-    assert saved["epoch"] == 1 and saved["objective"]["filled"].sum() > 0  # the memory is in the checkpoint
+    assert saved["epoch"] == 1 and saved["objective"]["teacher.filled"].sum() > 0  # the memory is in the checkpoint
 
     resumed_obj = objective()  # empty memory: everything must come from the checkpoint
     resumed = net()
-    train.fit(resumed, train_loader, test_loader, epochs=3, lr=0.05, objective=resumed_obj,
-              run=train.Run("unit", "pskd_cut", "smoke"), log="off")
-    assert torch.equal(resumed_obj.memory, ref_obj.memory)
-    assert torch.equal(resumed_obj.filled, ref_obj.filled)
+    train.fit(resumed, train_loader, test_loader, Recipe(3, lr=0.05), resumed_obj,
+              train.Run("unit", "pskd_cut", "smoke"), runtime=quiet)
+    assert torch.equal(resumed_obj.teacher.memory, ref_obj.teacher.memory)
+    assert torch.equal(resumed_obj.teacher.filled, ref_obj.teacher.filled)
     ref_weights = train.load_checkpoint(train.Run("unit", "pskd_ref", "smoke").checkpoint_path)["model"]
     for k, v in resumed.state_dict().items():
         assert torch.equal(v, ref_weights[k]), k
@@ -91,13 +96,14 @@ def test_manual_soft_target_is_label_smoothing_shaped():
 def test_tfkd_reg_loss_matches_hand_computation():
     z, y = torch.randn(4, 6), torch.tensor([0, 5, 2, 2])
     alpha, tau, a = 0.3, 5.0, 0.8
-    loss, parts = objectives.TfKDRegLoss(alpha, tau, a)(z, y)
+    batch = Batch(torch.zeros(4, 3, 4, 4), y)
+    loss, parts = objectives.TfKDRegLoss(6, alpha, tau, a)(z, batch)
     q = F.softmax(objectives.manual_soft_target(y, 6, a) / tau, 1)
     kl = (q * (q.log() - F.log_softmax(z / tau, 1))).sum(1).mean()
     expected = (1 - alpha) * F.cross_entropy(z, y) + alpha * tau**2 * kl
     assert loss.item() == pytest.approx(expected.item(), rel=1e-5)
     assert parts["reg"].item() == pytest.approx(tau**2 * kl.item(), rel=1e-5)
-    no_reg, _ = objectives.TfKDRegLoss(0.0, tau, a)(z, y)
+    no_reg, _ = objectives.TfKDRegLoss(6, 0.0, tau, a)(z, batch)
     assert no_reg.item() == pytest.approx(F.cross_entropy(z, y).item(), rel=1e-6)
 
 
@@ -171,7 +177,7 @@ def test_objectives_of_the_extras(tiny_setup):
     reg = objective("tfkd_reg")
     assert isinstance(reg, objectives.TfKDRegLoss) and reg.a == part2.TFKD_REG["a"]
     pskd = objective("pskd")
-    assert pskd.memory.shape == (tr.num_samples, 10) and pskd.epochs == recipe["epochs"]
+    assert pskd.teacher.memory.shape == (tr.num_samples, 10) and pskd.epochs == recipe["epochs"]
     assert pskd.alpha_T == part2.PSKD_ALPHA_T
 
 
@@ -183,21 +189,21 @@ def _record(exp, top1, n_params=1000):
             "best": {"test_top1": top1, "test_top5": top1 + 20}, "last": {"test_top1": top1 - 1}}
 
 
-def test_ablation_table_gain_is_over_the_baseline_of_the_same_network():
+def test_kd_tasks_table_gain_is_over_the_baseline_of_the_same_network():
     plan = _plan()
     recs = [_record(plan["task1_teacher"], 60.0, 5000), _record(plan["task1_student"], 50.0),
             _record(plan["task2"], 53.5), _record(plan["task4"], 58.0, 5000)]
-    table = part2.ablation_table(recs)
+    table = part2.kd_tasks_table(recs)
     assert list(table["gain"]) == pytest.approx([0.0, 0.0, 3.5, -2.0])
     assert table.loc[2, "teacher"].startswith(plan["task1_teacher"].label)
     assert table.loc[2, "alpha"] == 0.9 and table.loc[2, "tau"] == 4.0
-    lonely = part2.ablation_table([_record(plan["task2"], 53.5)])
+    lonely = part2.kd_tasks_table([_record(plan["task2"], 53.5)])
     assert math.isnan(lonely.loc[0, "gain"])
 
     noise = part2.gain_noise(table, n_test=10_000)  # baselines near 55 %: about 1.4 points
     assert noise == pytest.approx(2 * math.sqrt(2) * 100 * math.sqrt(0.55 * 0.45 / 10_000))
-    text = " ".join(part2.kd_findings(table, n_test=10_000))
-    assert "+3.50 points" in text and "a real gain" in text and "a real loss" in text
+    text = " ".join(part2.findings(recs, n_test=10_000))
+    assert "+3.50 points" in text and "a gain beyond" in text and "a loss beyond" in text
     assert "(a gap of +10.00 points)" in text and "not measurably better" not in text
-    small = " ".join(part2.kd_findings(table, n_test=100))  # noise about 14 points
-    assert "within noise" in small and "not measurably better" in small and "0 of 2 methods" in small
+    small = " ".join(part2.findings(recs, n_test=100))  # noise about 14 points
+    assert "inside the" in small and "not measurably better" in small and "0 of 2 methods" in small

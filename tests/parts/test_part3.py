@@ -1,5 +1,4 @@
-"""Part 3 helpers (kdutils.parts.part3): shared teacher logits, student losses, recipes, tables."""
-import copy
+"""Part 3 helpers (kdutils.parts.part3): student losses, recipes, tables, the teacher prerequisite."""
 
 import matplotlib
 import pytest
@@ -8,8 +7,10 @@ from torch import nn
 
 from kdutils.core import data
 from kdutils.core.loader import GpuLoader
-from kdutils.core.train import fit, lr_factor
-from kdutils.distill.objectives import CrossEntropy, HintonKDLoss, KDLoss
+from kdutils.core.objective import CrossEntropy
+from kdutils.core.recipe import Recipe, lr_factor
+from kdutils.distill.objectives import HintonKDLoss, KDLoss
+from kdutils.distill.teachers import CachedLogits, TeacherLogits
 from kdutils.models import build_model
 from kdutils.parts import part3 as kd
 
@@ -40,74 +41,34 @@ def _tiny_student(side=8):
     return nn.Sequential(nn.Conv2d(3, 4, 3, padding=1), nn.ReLU(), nn.Flatten(), nn.Linear(4 * side * side, 10))
 
 
-# ---------------------------------------------------------------- teacher logits
-def test_table_gives_the_same_training_as_a_teacher_in_the_loop():
-    loader = _tiny_loader()
-    teacher = CountingTeacher()
-    a, b = _tiny_student(), _tiny_student()
-    kw = dict(epochs=2, lr=0.05, log="off", device="cpu")
-    rec_a = fit(a, loader, objective=KDLoss(alpha=0.7, tau=4.0, form="kl"), teacher=teacher, **kw)
-    table = kd.TeacherLogits(teacher, loader, cache=False)
-    rec_b = fit(b, loader, objective=table.objective(KDLoss(alpha=0.7, tau=4.0, form="kl")), **kw)
-    for p, q in zip(a.parameters(), b.parameters()):
-        torch.testing.assert_close(p, q, rtol=1e-5, atol=1e-6)
-    assert [h["train_loss"] for h in rec_a["history"]] == pytest.approx([h["train_loss"] for h in rec_b["history"]],
-                                                                        rel=1e-5)
-    # the table rows of samples the epoch drops (drop_last) are NaN, every used row is finite
-    rows = table(0)
-    assert rows.shape == (40, 10) and torch.isnan(rows).any(dim=1).sum() == 40 - (40 // 16) * 16
-
-
-def test_table_is_cached_on_disk_and_keyed_by_teacher_and_loader(tmp_path):
-    loader, teacher = _tiny_loader(), CountingTeacher()
-    first = kd.TeacherLogits(teacher, loader)
-    logits = first(1)
-    assert (first.folder / "epoch001.pt").is_file()
-    calls = teacher.calls
-    again = kd.TeacherLogits(teacher, loader)
-    assert again.key == first.key
-    torch.testing.assert_close(again(1), logits, equal_nan=True)
-    assert teacher.calls == calls, "a cached epoch must not run the teacher again"
-    assert loader.epoch == 0, "computing a table must leave the loader's epoch as it was"
-
-    other_seed = kd.TeacherLogits(teacher, _tiny_loader(seed=5))
-    changed = copy.deepcopy(teacher)
-    with torch.no_grad():
-        changed.net[1].bias.add_(1.0)
-    assert len({first.key, other_seed.key, kd.TeacherLogits(changed, loader).key}) == 3
-
-
-def test_table_objective_needs_index_and_epoch():
-    wrapped = kd.TeacherLogits(CountingTeacher(), _tiny_loader(), cache=False).objective(KDLoss(0.5, 2.0))
-    assert not wrapped.needs_teacher
-    with pytest.raises(ValueError, match="index"):
-        wrapped(torch.zeros(2, 10), torch.zeros(2, dtype=torch.long))
-
-
 # ---------------------------------------------------------------- losses and recipes
 def test_student_objective_forms():
+    source = CachedLogits(TeacherLogits(CountingTeacher(), _tiny_loader(), cache=False))
     assert isinstance(kd.student_objective(0.0, None), CrossEntropy)
-    mix = kd.student_objective(0.1, 5.0)
-    assert isinstance(mix, KDLoss) and (mix.alpha, mix.tau, mix.form) == (0.1, 5.0, "kl")
-    hinton = kd.student_objective(30.0, 2.0, form="hinton")
+    mix = kd.student_objective(0.1, 5.0, teacher=source)
+    assert isinstance(mix, KDLoss) and (mix.alpha, mix.tau, mix.form) == (0.1, 5.0, "kl") and mix.teacher is source
+    hinton = kd.student_objective(30.0, 2.0, form="hinton", teacher=source)
     assert isinstance(hinton, HintonKDLoss) and (hinton.lam, hinton.tau) == (30.0, 2.0)
     with pytest.raises(ValueError, match="alpha"):
-        kd.student_objective(30.0, 2.0)  # the lambda mix needs lambda in [0, 1]
+        kd.student_objective(30.0, 2.0, teacher=source)  # the lambda mix needs lambda in [0, 1]
     with pytest.raises(ValueError, match="temperature"):
-        kd.student_objective(0.5, None)
+        kd.student_objective(0.5, None, teacher=source)
+    with pytest.raises(ValueError, match="teacher"):
+        kd.student_objective(0.5, 2.0)
     with pytest.raises(ValueError, match="form"):
         kd.student_objective(0.5, 2.0, form="other")
 
 
 def test_search_recipe_drops_the_rate_for_the_last_epochs():
     recipe = kd.search_recipe(5, lr_drop_epochs=2)
-    assert recipe["optimizer"] == "adam" and recipe["lr"] == 1e-3 and recipe["betas"] == (0.9, 0.999)
-    assert recipe["weight_decay"] == 1e-4 and recipe["milestones"] == [3]
+    assert isinstance(recipe, Recipe)
+    assert recipe.optimizer == "adam" and recipe.lr == 1e-3 and recipe.betas == (0.9, 0.999)
+    assert recipe.weight_decay == 1e-4 and recipe.milestones == (3,)
     steps = 10
-    lrs = [recipe["lr"] * lr_factor(e * steps, 5 * steps, steps, recipe["schedule"],
-                                    milestones=recipe["milestones"], gamma=recipe["gamma"]) for e in range(5)]
+    lrs = [recipe.lr * lr_factor(e * steps, 5 * steps, steps, recipe.schedule,
+                                 milestones=recipe.milestones, gamma=recipe.gamma) for e in range(5)]
     assert lrs == pytest.approx([1e-3, 1e-3, 1e-3, 1e-4, 1e-4])
-    assert kd.search_recipe(2)["schedule"] == "constant"
+    assert kd.search_recipe(2).schedule == "constant"
     with pytest.raises(ValueError, match="lr_drop_epochs"):
         kd.search_recipe(3, lr_drop_epochs=3)
 
@@ -153,7 +114,7 @@ def test_train_student_records_params_and_skips_when_finished(tiny_cifar):
     _, tr, te = tiny_cifar
     setup = kd.resolve_setup("smoke")
     train_loader, test_loader = kd.make_loaders(tr.per_class(2), te.per_class(2), setup, device="cpu")
-    table = kd.TeacherLogits(CountingTeacher(side=32), train_loader)
+    table = TeacherLogits(CountingTeacher(side=32), train_loader)
     kw = dict(loaders=(train_loader, test_loader), recipe=kd.search_recipe(1), pool_stride=2, teacher_logits=table,
               form="hinton")
     rec = kd.train_student("part3_test", "T4_lam2", "smoke", lam=2, T=4, params={"round": 1}, **kw)
@@ -193,3 +154,11 @@ def test_search_scatter_uses_log_axes():
     assert sum(len(c.get_offsets()) for c in ax.collections) == 3 + 1  # trials + the ring around the best
     with pytest.raises(ValueError, match="params.T"):
         kd.search_scatter(records[-1:])
+
+
+def test_student_recipe_comes_from_the_profile_settings():
+    setup = kd.resolve_setup("smoke")
+    r = kd.student_recipe_for(setup)
+    assert (r.epochs, r.lr, r.grad_clip, r.warmup_epochs) == (setup["student_epochs"], setup["student_lr"],
+                                                              setup["student_grad_clip"], 0)
+    assert (r.optimizer, r.weight_decay, r.nesterov) == (setup["optimizer"], setup["weight_decay"], setup["nesterov"])

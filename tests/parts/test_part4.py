@@ -9,7 +9,11 @@ from torch import nn
 
 from kdutils.core import data
 from kdutils.core.data import ImageSet
-from kdutils.core.train import Run, load_checkpoint
+from kdutils.core.objective import Batch
+from kdutils.core.recipe import Recipe
+from kdutils.core.train import Run, Runtime, load_checkpoint
+
+CPU = Runtime(device="cpu")
 from kdutils.parts import part4 as L
 from kdutils.parts.part4 import load_faces
 
@@ -120,8 +124,8 @@ def test_feature_extraction_changes_only_the_new_head(network_and_tasks, update_
     network, tasks = network_and_tasks
     model = L.TwoHeadNet(network, 4, update_bn_stats=update_bn_stats)
     before = {k: v.clone() for k, v in model.state_dict().items()}
-    record = L.adapt(model, "feature_extraction", tasks, run=Run("part4", "fe", "smoke"), epochs=2, lr=0.1,
-                     device="cpu")
+    record = L.adapt(model, "feature_extraction", tasks, run=Run("part4", "fe", "smoke"), recipe=Recipe(2, lr=0.1),
+                     runtime=CPU)
     changed = _changed(before, model.state_dict())
     # BatchNorm running statistics of the frozen trunk are unchanged too (frozen BN stays in eval mode).
     assert changed == {"new_head.weight", "new_head.bias"}
@@ -139,8 +143,8 @@ def test_fine_tuning_trains_the_chosen_layers_at_their_rate(network_and_tasks):
     assert table["layer"].tolist() == ["layer2.1.conv1", "layer1", "new_head", "(frozen: everything else)"]
     assert table["lr"].tolist() == pytest.approx([0.01, 0.01, 0.1, 0.0])
     assert table["parameters"].sum() == sum(p.numel() for p in model.parameters())
-    L.adapt(model, "fine_tuning", tasks, run=Run("part4", "ft", "smoke"), epochs=1, lr=0.1,
-            layers="layer2.1.conv1, layer1", lr_percent=10, device="cpu")
+    L.adapt(model, "fine_tuning", tasks, run=Run("part4", "ft", "smoke"), recipe=Recipe(1, lr=0.1),
+            layers="layer2.1.conv1, layer1", lr_percent=10, runtime=CPU)
     changed = _changed(before, model.state_dict())
     assert {"trunk.layer2.1.conv1.weight", "trunk.layer1.0.conv1.weight", "trunk.layer1.0.bn1.weight",
             "new_head.weight"} <= changed
@@ -154,8 +158,8 @@ def test_update_bn_stats_moves_the_statistics_of_trained_layers_only(network_and
     network, tasks = network_and_tasks
     model = L.TwoHeadNet(network, 4, update_bn_stats=True)
     before = {k: v.clone() for k, v in model.state_dict().items()}
-    L.adapt(model, "fine_tuning", tasks, run=Run("part4", "ft_bn", "smoke"), epochs=1, lr=0.1, layers="layer1",
-            device="cpu", final=False, track_old=False)
+    L.adapt(model, "fine_tuning", tasks, run=Run("part4", "ft_bn", "smoke"), recipe=Recipe(1, lr=0.1),
+            layers="layer1", runtime=CPU, final=False, track_old=False)
     moved = {k for k in _changed(before, model.state_dict()) if "running" in k}
     assert moved == {"trunk.layer1.0.bn1.running_mean", "trunk.layer1.0.bn1.running_var"}
 
@@ -178,9 +182,9 @@ def test_lwf_records_responses_of_the_network_before_any_update(network_and_task
     untouched = L.TwoHeadNet(network, 4).eval()
     run = Run("part4", "lwf", "smoke")
     warmup, record = L.learning_without_forgetting(
-        model, tasks, run=run, warmup_run=Run("part4", "lwf_warmup", "smoke"), epochs=1, warmup_epochs=1, lr=0.1,
-        lr_percent=50, T=2.0, lambda0=1.0, device="cpu")
-    recorded = load_checkpoint(run.checkpoint_path)["objective"]["recorded"]
+        model, tasks, run=run, warmup_run=Run("part4", "lwf_warmup", "smoke"), recipe=Recipe(1, lr=0.1),
+        warmup_epochs=1, lr_percent=50, T=2.0, lambda0=1.0, runtime=CPU)
+    recorded = load_checkpoint(run.checkpoint_path)["objective"]["teacher.recorded"]
     with torch.no_grad():
         expected = torch.cat([untouched(x)[1] for x, _, _ in tasks.new_train_eval])
         after = torch.cat([model.eval()(x)[1] for x, _, _ in tasks.new_train_eval])
@@ -202,12 +206,12 @@ def test_lwf_distillation_vanishes_when_the_old_head_matches_its_recording(netwo
     with torch.no_grad():
         new, old = model(plain)
     old = old.clone().requires_grad_(True)
-    loss, parts = objective((new, old), y, index=index)
+    loss, parts = objective((new, old), Batch(x, y, index))
     loss.backward()
     assert parts["lwf"].item() == pytest.approx(0.0, abs=1e-6)
     assert old.grad.abs().max().item() < 1e-7
     moved = (old.detach() + torch.randn_like(old)).requires_grad_(True)
-    loss2, parts2 = objective((new, moved), y, index=index)
+    loss2, parts2 = objective((new, moved), Batch(x, y, index))
     loss2.backward()
     assert parts2["lwf"].item() > 1e-3 and loss2.item() > loss.item()
     assert moved.grad.abs().max().item() > 1e-4

@@ -1,21 +1,27 @@
 """Part 5 helpers (kdutils.parts.part5): food-11 splits and loaders, pseudo-labels, records for
-compression results, pruning with fine-tuning, storage formats and the leaderboard file."""
+compression results, pruning with fine-tuning, storage formats, the leaderboard file, and the
+notebook's steps, tables, figures and findings (tiny models on a generated food-11 tree)."""
 import csv
 from pathlib import Path
 
+import pandas as pd
 import pytest
 import torch
 from torch import nn
 
-from kdutils import compress as C
+from kdutils.compress import prune, quantize, size
 from kdutils.core import data as D
 from kdutils.core import records as R
+from kdutils.core.findings import noise_band
 from kdutils.core.profiles import resolve
-from kdutils.core.train import Run, evaluate, predict_logits
+from kdutils.core.recipe import Recipe
+from kdutils.core.train import Run, Runtime, evaluate, predict_logits
 from kdutils.models import build_model
 from kdutils.parts import part5 as F
 
 SIZE, CROP = 40, 32
+
+QUIET_CPU = Runtime(device="cpu", log="off")
 
 
 @pytest.fixture(scope="module")
@@ -160,8 +166,8 @@ def trained_student(splits):
     train = F.training_loader(splits.labeled, batch_size=11, crop=CROP, device="cpu")
     val = F.eval_loader(splits.validation, CROP, device="cpu")
     model = build_model("food_student", splits.num_classes)
-    F.train_run(model, Run(F.PART, "student", "smoke"), "student (CE)", train, val, epochs=1, lr=0.05,
-                log="off", device="cpu")
+    F.train_run(model, Run(F.PART, "student", "smoke"), "student (CE)", train, val, Recipe(1, lr=0.05),
+                runtime=QUIET_CPU)
     return model, train, val
 
 
@@ -169,27 +175,27 @@ def test_train_run_records_label_and_size(trained_student):
     model, train, val = trained_student
     rec = R.load_record(F.PART, "student", "smoke")
     assert rec["status"] == "complete" and rec["label"] == "student (CE)"
-    assert rec["size_bytes"] == C.serialized_size(model.state_dict())
+    assert rec["size_bytes"] == size.serialized_size(model.state_dict())
     assert rec["n_params"] == sum(p.numel() for p in model.parameters()) <= 100_000
     again = build_model("food_student", 11)
-    rec2 = F.train_run(again, Run(F.PART, "student", "smoke"), "student (CE)", train, val, epochs=1, lr=0.05,
-                       log="off", device="cpu")
+    rec2 = F.train_run(again, Run(F.PART, "student", "smoke"), "student (CE)", train, val, Recipe(1, lr=0.05),
+                       runtime=QUIET_CPU)
     assert rec2["history"] == rec["history"]  # finished: not trained again, weights loaded
     assert all(torch.equal(a, b) for a, b in zip(again.state_dict().values(), model.state_dict().values()))
 
 
 def test_prune_with_fine_tuning_keeps_zeros(trained_student, tmp_path):
     model, train, val = trained_student
-    before = C.count_nonzero_params(model)
-    out = F.prune_with_fine_tuning(model, 0.5, 2, F.make_fine_tuner(train, lr=0.01, device="cpu"), val,
+    before = prune.count_nonzero_params(model)
+    out = F.prune_with_fine_tuning(model, 0.5, 2, F.make_fine_tuner(train, Recipe(1, lr=0.01), device="cpu"), val,
                                    tmp_path / "pruned.pt")
     hist = out["history"]
     assert [h["step"] for h in hist] == [0, 1, 2]
     assert [round(h["sparsity"], 2) for h in hist] == [0.0, 0.5, 0.75]  # fine-tuning kept the zeros at zero
     assert hist[0]["nonzero_params"] == before > hist[1]["nonzero_params"] > hist[2]["nonzero_params"]
     assert all(0 <= h["val_top1"] <= 100 for h in hist)
-    assert C.count_nonzero_params(model) == before  # the original is untouched
-    assert out["size_bytes"] == C.file_size(tmp_path / "pruned.pt") and out["zipped_bytes"] < out["size_bytes"]
+    assert prune.count_nonzero_params(model) == before  # the original is untouched
+    assert out["size_bytes"] == size.file_size(tmp_path / "pruned.pt") and out["zipped_bytes"] < out["size_bytes"]
     state = torch.load(tmp_path / "pruned.pt", weights_only=True)
     assert not any(k.endswith("_mask") or k.endswith("_orig") for k in state)
 
@@ -238,3 +244,292 @@ def test_leaderboard_from_a_tiny_run(trained_student, splits, tmp_path):
     assert [int(r[1]) for r in rows[1:]] == expected.tolist()
     with pytest.raises(ValueError, match="classes"):
         F.write_test_predictions(model, splits.testing, tmp_path / "bad.csv", CROP, 10, device="cpu")
+
+
+def test_leaderboard_csv(tmp_path):
+    names = [f"test/{i:04d}.jpg" for i in range(20)]
+    preds = torch.randint(0, 11, (20,))
+    path = F.write_leaderboard_csv(tmp_path / "sub" / "pred.csv", names, preds, num_classes=11)
+    with open(path, newline="") as f:
+        rows = list(csv.reader(f))
+    assert rows[0] == ["Id", "Category"]
+    assert len(rows) == 1 + len(names)
+    assert [r[0] for r in rows[1:]] == [f"{i:04d}" for i in range(20)]
+    assert all(0 <= int(r[1]) < 11 for r in rows[1:])
+    assert [int(r[1]) for r in rows[1:]] == preds.tolist()
+
+
+@pytest.mark.parametrize(
+    "ids, preds",
+    [
+        (["0001.jpg", "0002.jpg"], [1]),  # length mismatch
+        (["0001.jpg", "0002.jpg"], [1, 11]),  # class id out of range
+        (["0001.jpg", "0002.jpg"], [1, -1]),
+        (["0001.jpg", "0002.jpg"], [1, 2.5]),  # not an int
+        (["0001.jpg", "0001.jpg"], [1, 2]),  # duplicate id
+    ],
+)
+def test_leaderboard_rejects_bad_input(tmp_path, ids, preds):
+    with pytest.raises(ValueError):
+        F.write_leaderboard_csv(tmp_path / "pred.csv", ids, preds, num_classes=11)
+    assert not (tmp_path / "pred.csv").exists()
+
+
+def test_image_id_drops_image_suffixes_only():
+    assert F.image_id("testing/00/0007.JPG") == "0007"
+    assert F.image_id("0007") == "0007"
+    assert F.image_id("notes.txt") == "notes.txt"
+
+
+# --------------------------------------------------------------------------- the notebook's steps
+def _settings(**changes):
+    """The smoke profile of the notebook, scaled to the tiny tree (batches of 11, ~20k-parameter nets)."""
+    settings = dict(optimizer="adamw", weight_decay=0.05, teacher_lr=2e-3, finetune_lr=5e-4, lr=5e-3,
+                    prune_lr=1e-3, T=4.0, alpha=0.5, compare_params=20_000, size=SIZE, crop=CROP, batch_size=11,
+                    unlabeled_max=None, teacher_epochs=1, finetune_epochs=1, student_epochs=1, compare_epochs=1,
+                    prune_steps=2, pseudo_threshold=0.0, try_pretrained=False)
+    return resolve("smoke", "", {"smoke": {**settings, **changes}})
+
+
+@pytest.fixture
+def study(splits):
+    return F.Study(_settings(), splits, device="cpu", log="off")
+
+
+def test_study_runs_carry_the_data_settings(study, food_tree):
+    run = study.run("student_kd_semi", n_train=50, T=4.0)
+    assert (run.part, run.name, run.profile) == (F.PART, "student_kd_semi", "smoke")
+    assert run.params == {"data": str(food_tree), "size": SIZE, "crop": CROP, "n_train": 50, "n_val": 22, "T": 4.0}
+    assert study.runtime == Runtime(device="cpu", log="off", force=False)
+    recipe = study.recipe("teacher_epochs", "teacher_lr")
+    assert (recipe.optimizer, recipe.weight_decay, recipe.schedule) == ("adamw", 0.05, "cosine")
+    assert (recipe.epochs, recipe.lr) == (study.settings["teacher_epochs"], study.settings["teacher_lr"])
+    assert (study.fine_tune_recipe.epochs, study.fine_tune_recipe.lr) == (1, study.settings["prune_lr"])
+    assert study.compressed_dir.parts[-3:] == ("compressed", "smoke", F.PART)
+    assert len(study.train_loader) == 44 // 11 and study.num_classes == 11
+
+
+@pytest.mark.parametrize("offline", [False, True])
+def test_train_teachers_records_a_skipped_pretrained_teacher(splits, monkeypatch, offline):
+    from kdutils.models import torchvision_resnet
+
+    def no_network(weights, progress):
+        raise RuntimeError("could not obtain the ResNet-18 weights (offline)")
+
+    monkeypatch.setattr(torchvision_resnet, "_pretrained_state_dict", no_network)
+    study = F.Study(_settings(try_pretrained=offline), splits, device="cpu", log="off")
+    scratch = build_model("food_student", 11)  # stands in for the ResNet-18: any network trains the same way
+    teachers, message = F.train_teachers(study, scratch)
+    assert teachers == {"scratch": scratch}
+    rec = R.load_record(F.PART, "teacher_scratch", "smoke")
+    assert rec["status"] == "complete" and rec["label"] == "teacher ResNet-18 (scratch)"
+    assert rec["params"]["weights"] == "random" and rec["params"]["model"] == "resnet18_food"
+    skipped = R.load_record(F.PART, "teacher_pretrained", "smoke")
+    assert skipped["status"] == "skipped" and skipped["label"] == F.TEACHER_PRETRAINED
+    assert skipped["params"]["weights"] == "IMAGENET1K_V1"
+    if offline:
+        assert "offline" in message and skipped["note"].startswith("not available offline")
+    else:
+        assert message == "Pretrained teacher skipped: the smoke profile downloads nothing"
+        assert skipped["note"] == "not tried in the smoke profile"
+
+
+@pytest.mark.filterwarnings("ignore::UserWarning")
+def test_train_teachers_fine_tunes_local_pretrained_weights(splits, tmp_path):
+    from torchvision.models import resnet18
+
+    torch.save(resnet18(num_classes=1000).state_dict(), tmp_path / "resnet18.pth")
+    study = F.Study(_settings(try_pretrained=True), splits, device="cpu", log="off")
+    teachers, message = F.train_teachers(study, build_model("food_student", 11), str(tmp_path / "resnet18.pth"))
+    assert set(teachers) == {"scratch", "pretrained"} and message.endswith("file:resnet18.pth")
+    rec = R.load_record(F.PART, "teacher_pretrained", "smoke")
+    assert rec["status"] == "complete" and rec["label"] == F.TEACHER_PRETRAINED
+    assert rec["params"]["weights"] == str(tmp_path / "resnet18.pth")
+    assert rec["n_params"] == sum(p.numel() for p in teachers["pretrained"].parameters())
+
+
+def test_students_semi_supervised_kd_table_and_curves(study):
+    teachers, _ = F.train_teachers(study, build_model("food_student", 11))
+    students = F.train_students(study, build_model("food_student", 11), teachers)
+    assert set(students) == {"student", "student_kd_scratch"}
+    key = F.best_teacher(teachers, "smoke")
+    assert key == "scratch"
+    semi, pseudo = F.train_semi_supervised(study, key, teachers[key])
+    students["student_kd_semi"] = semi
+    assert pseudo["n_pseudo"] == pseudo["n_unlabeled"] == 9  # threshold 0: every unlabeled image
+    assert F.describe_pseudo_labels(key, pseudo).startswith(
+        "teacher_scratch labels 9 of 9 unlabeled images with confidence >= 0.0 (mean confidence ")
+
+    records = F.records_by_run("smoke")
+    kd = records["student_kd_scratch"]
+    assert kd["status"] == "complete" and kd["label"] == "student KD <- teacher (scratch)"
+    assert {k: kd["params"][k] for k in ("teacher", "model", "T", "alpha")} == {
+        "teacher": "teacher_scratch", "model": "food_student", "T": 4.0, "alpha": 0.5}
+    assert records["student_kd_pretrained"]["status"] == "skipped"
+    assert records["student_kd_pretrained"]["note"] == "teacher_pretrained not available"
+    rec = records["student_kd_semi"]
+    assert rec["params"]["n_train"] == 44 + 9 and rec["params"]["n_pseudo"] == 9
+    assert rec["pseudo_labels"] == pseudo and rec["label"] == "student KD + pseudo-labels"
+
+    table = F.kd_table(records)
+    assert list(table.index) == list(F.KD_RUNS)
+    assert table.loc["student_kd_semi", "train images"] == 53 and str(table["params"].dtype) == "Int64"
+    assert table.loc["teacher_pretrained", "status"] == "skipped"
+    assert table.loc["student", "val top-1 %"] == records["student"]["last"]["test_top1"]
+    fig = F.plot_kd_curves(records)
+    assert [line.get_label() for line in fig.axes[0].lines] == [
+        "teacher ResNet-18 (scratch)", "student (scratch, CE)", "student KD <- teacher (scratch)",
+        "student KD + pseudo-labels"]
+    best = max(students, key=lambda n: records[n]["last"]["test_top1"])
+    assert F.final_student_name(students, records) == best
+
+
+def test_train_comparison_matches_parameter_counts(study):
+    compare = F.train_comparison(study)
+    assert [r["run"] for r in compare] == ["conv_net", "dwsep_net", "group_net"]
+    assert all(abs(r["n_params"] - 20_000) <= 0.05 * 20_000 for r in compare)
+    table = F.compare_table(compare)
+    assert list(table.index) == ["conv_net", "dwsep_net", "group_net"]
+    assert list(table.columns) == ["width", "params", "float32 bytes", "FLOPs", "val top-1 %", "s / epoch"]
+    assert table.loc["dwsep_net", "width"] == compare[1]["params"]["width"]
+
+
+@pytest.mark.filterwarnings("ignore::UserWarning", "ignore::DeprecationWarning")
+def test_storage_records_quant_table_and_leaderboard(study, trained_student, splits):
+    model, _, _ = trained_student
+    quant = F.storage_records(study, "student", model, "food_student", F.STORAGE_METHODS)
+    assert [r["run"] for r in quant] == [f"quant-student-{m}" for m in F.STORAGE_METHODS]
+    assert all(r["status"] == "complete" and r["params"]["model"] == "student" for r in quant)
+    assert quant[2]["label"] == "student (minmax8)"
+    assert Path(quant[2]["file"]) == F.storage_path(study.compressed_dir, "student", "minmax8")
+    again = F.storage_records(study, "student", model, "food_student", ("float32",))
+    assert again[0]["seconds"] == quant[0]["seconds"]  # finished: not computed again
+
+    table = F.quant_table(quant).set_index("format")
+    assert table.loc["float32", "x smaller than float32"] == 1.0
+    assert 3.5 <= table.loc["minmax8", "x smaller than float32"] <= 4.1
+    assert table.loc["minmax8", "file bytes"] == quant[2]["size_bytes"]
+    assert ("note" in table.columns) == (quant[3]["size_bytes"] is None)  # only when int8 is unavailable
+
+    path = F.write_leaderboard(study, "student")
+    assert path == F.leaderboard_path("smoke") and path.parts[-3:] == ("smoke", F.PART, "leaderboard.csv")
+    shipped = quantize.load_quantized(quant[2]["file"], build_model("food_student", 11))
+    expected = predict_logits(shipped, F.eval_loader(splits.testing, CROP, device="cpu"), device="cpu").argmax(1)
+    with open(path, newline="") as f:
+        assert [int(r[1]) for r in list(csv.reader(f))[1:]] == expected.tolist()
+
+
+def test_pruning_records_and_table(study, trained_student):
+    model, _, _ = trained_student
+    recs = F.pruning_records(study, "student", model, [0.5, 0.2])
+    assert [r["run"] for r in recs] == ["prune-student-rate0.5", "prune-student-rate0.2"]
+    assert recs[0]["params"]["fine_tune"] == "1 epoch, lr 0.001" and recs[0]["params"]["steps"] == 2
+    assert recs[0]["label"] == "student pruned 0.5/step"
+    assert (study.compressed_dir / "student-pruned-0.5.pt").is_file()
+    table = F.prune_table(recs)
+    assert list(table.index) == [0.5, 0.2]
+    assert round(table.loc[0.5, "final sparsity"], 2) == 0.75 and round(table.loc[0.2, "final sparsity"], 2) == 0.36
+    assert table.loc[0.5, "val top-1 % before"] == recs[0]["start"]["val_top1"]
+    assert table.loc[0.2, "zipped bytes"] == recs[1]["zipped_bytes"] < table.loc[0.2, "file bytes"]
+
+
+# --------------------------------------------------------------------------- tables from records
+def _quant_record(source, method, nbytes, top1):
+    return {"run": f"quant-{source}-{method}", "label": f"{source} ({method})", "params": {"model": source},
+            "method": method, "size_bytes": nbytes, "val_top1": top1}
+
+
+QUANT = [_quant_record("teacher_scratch", "float32", 4000, 50.0), _quant_record("teacher_scratch", "minmax8", 1000, 48.0),
+         _quant_record("student", "float32", 400, 40.0), _quant_record("student", "float16", 200, 40.0),
+         _quant_record("student", "minmax8", 100, 39.0)]
+
+
+def test_before_after_table_compares_with_the_teacher():
+    records = {"teacher_scratch": {"n_params": 1000}, "student": {"n_params": 100}}
+    table = F.before_after_table(QUANT, records)
+    assert list(table.index) == ["teacher_scratch (float32)", "teacher_scratch (minmax8)", "student (float32)",
+                                 "student (minmax8)"]
+    assert list(table.columns) == ["params", "file bytes", "val top-1 %", "x smaller than teacher",
+                                   "points vs teacher"]
+    assert table["params"].tolist() == [1000, 1000, 100, 100]
+    assert table["x smaller than teacher"].tolist() == [1.0, 4.0, 10.0, 40.0]
+    assert table["points vs teacher"].tolist() == [0.0, -2.0, -10.0, -11.0]
+
+
+def test_quant_table_keeps_a_note_only_when_a_row_has_one():
+    table = F.quant_table(QUANT)
+    assert "note" not in table.columns
+    assert table["x smaller than float32"].tolist() == [1.0, 4.0, 1.0, 2.0, 4.0]
+    failed = {**_quant_record("student", "torch_int8", None, None), "note": "no engine"}
+    table = F.quant_table([*QUANT, failed])
+    assert table["note"].tolist()[-1] == "no engine" and pd.isna(table["x smaller than float32"].iloc[-1])
+
+
+def test_accuracy_vs_size_plots_every_result():
+    compare = [{"label": "conv_net", "size_bytes": 2048, "last": {"test_top1": 30.0}}]
+    pruned = [{"label": "student pruned 0.2/step", "zipped_bytes": 300, "final": {"val_top1": 38.0}}]
+    fig = F.plot_accuracy_vs_size(QUANT, compare, pruned)
+    ax = fig.axes[0]
+    assert len(ax.collections) == len(QUANT) + 2 and ax.get_xscale() == "log"
+    labels = ax.get_legend_handles_labels()[1]
+    assert labels[-2:] == ["conv_net", "student pruned 0.2/step (zipped)"]
+    assert ax.collections[-1].get_offsets().tolist() == [[300 / 1024, 38.0]]
+
+
+# --------------------------------------------------------------------------- findings
+def _trained(run, label, top1, epochs=3, **extra):
+    return {"run": run, "label": label, "status": "complete", "profile": "quick", "device": "cpu",
+            "epochs": epochs, "params": {"n_train": 1500, "crop": 64, "n_val": 500}, "last": {"test_top1": top1},
+            **extra}
+
+
+def _records():
+    recs = [_trained("teacher_scratch", "teacher ResNet-18 (scratch)", 60.0, epochs=15),
+            {"run": "teacher_pretrained", "label": F.TEACHER_PRETRAINED, "status": "skipped"},
+            _trained("student", "student (scratch, CE)", 40.0),
+            _trained("student_kd_scratch", "student KD <- teacher (scratch)", 41.0),
+            _trained("student_kd_semi", "student KD + pseudo-labels", 50.0)]
+    quant = [("teacher_scratch", "float32", 4 * 2**20, 60.0), ("teacher_scratch", "minmax8", 2**20, 59.0),
+             ("student_kd_semi", "float32", 409_600, 50.0), ("student_kd_semi", "float16", 204_800, 50.0),
+             ("student_kd_semi", "minmax8", 102_400, 49.0)]
+    recs += [{**_quant_record(*q), "status": "complete"} for q in quant]
+    recs.append({**_quant_record("student_kd_semi", "torch_int8", None, None), "status": "complete", "note": "n/a"})
+    for rate, sparsity, after in ((0.4, 0.784, 30.0), (0.2, 0.488, 49.5)):
+        recs.append({"run": f"prune-student_kd_semi-rate{rate:g}", "status": "complete",
+                     "params": {"rate": rate, "steps": 3}, "start": {"val_top1": 50.0},
+                     "final": {"val_top1": after, "sparsity": sparsity}})
+    recs.append({"run": "prune-student-rate0.2", "status": "complete"})  # an earlier final student: ignored
+    for kind, top1, n in (("conv", 45.0, 249_000), ("dwsep", 52.0, 251_000), ("group", 47.0, 250_000)):
+        recs.append(_trained(f"{kind}_net", f"{kind}_net", top1, n_params=n))
+    return recs
+
+
+def test_findings_judge_every_difference_against_the_noise_band():
+    lines = F.findings(_records(), num_classes=10)
+    assert lines[0] == ("Profile quick on cpu: 1500 labeled images, 10 classes, 64px crops; teacher 15 epochs, "
+                        "students 3 epochs.")
+    assert lines[1].startswith("With 500 test images, two accuracies near 40.0% must differ by more than")
+    noise = noise_band((41.0 + 40.0) / 2, 500)
+    assert lines[2] == ("student KD <- teacher (scratch): 41.0% vs 40.0% from scratch "
+                        f"(+1.0 points, inside the ±{noise:.2f}-point noise band).")
+    assert lines[3].startswith("student KD + pseudo-labels: 50.0% vs 40.0% from scratch (+10.0 points, a gain beyond")
+    assert lines[4] == "The largest gain beyond noise came from **student KD + pseudo-labels** (+10.00 points)."
+    assert lines[5].startswith("Teacher teacher_scratch (float32): 4.0 MiB, 60.0%; final student "
+                               "student_kd_semi (minmax8): 100 KiB (41x smaller), 49.0% (-11.0 points, a loss beyond")
+    assert lines[6].startswith("float16: 2.00x smaller than float32, +0.0 points (inside")
+    assert lines[7].startswith("minmax8: 4.00x smaller than float32, -1.0 points (inside")
+    assert lines[8].startswith("Pruning 0.2/step: sparsity 49% after 3 steps, 50.0% -> 49.5% (inside")
+    assert lines[9].startswith("Pruning 0.4/step: sparsity 78% after 3 steps, 50.0% -> 30.0% (a loss beyond")
+    assert lines[10].startswith("At matched size (249k-251k parameters): conv_net 45.0%, dwsep_net 52.0%, "
+                                "group_net 47.0%; best: dwsep_net (dwsep_net is ahead of group_net by 5.00 points")
+    assert len(lines) == 11
+
+
+def test_findings_accept_records_by_run_and_say_when_nothing_is_there():
+    by_run = {r["run"]: r for r in _records()}
+    assert F.findings(by_run) == F.findings(list(by_run.values()))
+    assert "classes" not in F.findings(by_run)[0]
+    assert F.findings([]) == [F.NOTHING_YET]
+    assert F.findings([{"run": "student", "status": "running"}]) == [F.NOTHING_YET]
+    only_student = F.findings([_trained("student", "student (scratch, CE)", 40.0)])
+    assert len(only_student) == 2 and "teacher" not in only_student[0]

@@ -1,30 +1,31 @@
-"""The one-page A4 reports (kdutils.tools.report) and the notebook runner (kdutils.tools.run_notebooks),
-on fake records and tiny figures written under the test's KD_OUTPUT_ROOT."""
+"""The one-page A4 reports (kdutils.tools.report), on fake records and tiny figures written under
+the test's KD_OUTPUT_ROOT: pages built from the records and the parts' own specs, findings
+and opinions (the same text the notebooks display), PDFs, the README block, the command line."""
 import itertools
 import json
 
 import matplotlib
-import nbformat
 import pytest
 from pypdf import PdfReader
 
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 
-from kdutils.core import profiles, records
-from kdutils.tools import (
-    report,
-    run_notebooks,  # noqa: E402
-)
+from kdutils.core import findings as F  # noqa: E402
+from kdutils.core import profiles, records  # noqa: E402
+from kdutils.models.cifar_resnet import ABLATION_PATH  # noqa: E402
+from kdutils.parts import part1, part2, part3, part4  # noqa: E402
+from kdutils.tools import pdf, report  # noqa: E402
 
 PROFILE = "smoke"
 _CLOCK = itertools.count()  # distinct creation times: tables list runs in creation order
-HEADERS = ("run", "params", "FLOPs", "best top-1 %", "best top-5 %", "epochs", "train time")
+HEADERS = ("run", "width", "params", "FLOPs", "best top-1 %", "best top-5 %", "last top-1 %", "epochs",
+           "train time")
 
 
 def fake_run(part, run, top1, flops=5.6e8, n_params=11_200_000, epochs=2, status="complete", label=None,
              extra=None, **params):
-    """A finished training record as kdutils.core.train.fit writes it (history, best, time);
+    """A finished training record as kdutils.core.train.fit writes it (history, best, last, time);
     ``extra`` adds top-level fields (e.g. part 4's ``final``)."""
     rec = records.new_record(part, run, PROFILE, params=params, device="cpu", epochs=epochs,
                              n_params=n_params, flops=flops, **({"label": label} if label else {}), **(extra or {}))
@@ -32,7 +33,8 @@ def fake_run(part, run, top1, flops=5.6e8, n_params=11_200_000, epochs=2, status
                train_seconds=30.0 * epochs,
                history=[{"epoch": e + 1, "test_top1": top1 * (e + 1) / epochs, "test_top5": top1 + 20}
                         for e in range(epochs)],
-               best={"epoch": epochs, "test_top1": top1, "test_top5": top1 + 20})
+               best={"epoch": epochs, "test_top1": top1, "test_top5": top1 + 20},
+               last={"epoch": epochs, "test_top1": top1, "test_top5": top1 + 20})
     records.save_record(rec)
     return rec
 
@@ -47,18 +49,43 @@ def tiny_figure(name):
     return path
 
 
+def part1_run(name, top1, flops):
+    entry = next(e for e in ABLATION_PATH if e["name"] == name)
+    return fake_run("part1", part1.run_name(entry, 0.25), top1, flops=flops, label=name,
+                    extra={"width_mult": 0.25, "n_test": 1000, "change": entry["change"]})
+
+
 @pytest.fixture
 def part1_records():
-    runs = [("ResNet-18", 30.0, 5.6e8), ("CBAM-ResNet-18", 31.0, 5.7e8), ("SE-WRN-28-8", 36.5, 1.05e10)]
-    for label, top1, flops in runs:
-        fake_run("part1", f"{label.lower()}_w0.25", top1, flops=flops, label=label)
+    part1_run("ResNet-18", 30.0, 5.6e8)
+    part1_run("CBAM-ResNet-18", 31.0, 5.7e8)
+    part1_run("SE-WRN-28-8 (proposal)", 36.5, 1.05e10)
     fake_run("part1", "unfinished", 90.0, status="running")
+
+
+@pytest.fixture
+def part2_records():
+    """Task 1 teacher and student and task 2, as part 2's experiments write them (quick-like:
+    10 test images per class)."""
+    plan = part2.part2_plan("big", "small", 0.9, 4.0)
+    for key, top1, n in (("task1_teacher", 60.0, 5000), ("task1_student", 40.0, 1000), ("task2", 40.5, 1000)):
+        exp = plan[key]
+        fake_run("part2", exp.name, top1, n_params=n, extra={"framework": {"test_per_class": 10}},
+                 **exp.run(PROFILE).params)
 
 
 def pdf_text_and_boxes(path):
     reader = PdfReader(str(path))
     boxes = [(float(p.mediabox.width), float(p.mediabox.height)) for p in reader.pages]
-    return "\n".join(p.extract_text() for p in reader.pages), boxes
+    return " ".join(" ".join(p.extract_text().split()) for p in reader.pages), boxes
+
+
+def test_parts_are_the_part_modules():
+    assert report.PARTS == ("part1", "part2", "part3", "part4", "part5")
+    assert report.normalize_part(3) == report.normalize_part("part3") == "part3"
+    assert report.spec_of("2") is part2.REPORT
+    with pytest.raises(ValueError, match="unknown part 9"):
+        report.normalize_part(9)
 
 
 def test_matplotlib_engine_writes_one_a4_page_per_part(part1_records):
@@ -73,6 +100,8 @@ def test_matplotlib_engine_writes_one_a4_page_per_part(part1_records):
     text, _ = pdf_text_and_boxes(profiles.reports_dir() / "part1_smoke.pdf")
     assert all(h in text for h in HEADERS), text
     assert "Part 1" in text and "SE-WRN-28-8" in text and "profile smoke" in text
+    assert "Proposal" in text and "A pre-activation wide ResNet" in text  # the notebook's argument
+    assert "agrees with the proposal's argument" in text  # the notebook's generated findings
 
     empty, _ = pdf_text_and_boxes(profiles.reports_dir() / "part2_smoke.pdf")
     assert "Not run yet" in empty and "part2_cifar100_kd.ipynb" in empty
@@ -88,15 +117,50 @@ def test_matplotlib_engine_writes_one_a4_page_per_part(part1_records):
 def test_page_is_computed_from_the_records(part1_records):
     page = report.build_page("part1", PROFILE)
     (table,) = page.tables
-    assert list(table.frame.columns) == list(HEADERS)  # no width / last top-1 columns: no record has them
-    assert table.frame["run"].tolist() == ["ResNet-18", "CBAM-ResNet-18", "SE-WRN-28-8"]
+    assert list(table.frame.columns) == list(HEADERS)
+    assert table.frame["run"].tolist() == ["ResNet-18", "CBAM-ResNet-18", "SE-WRN-28-8 (proposal)"]
     assert table.frame.loc[2, "FLOPs"] == "10.50G" and table.frame.loc[0, "params"] == "11.20M"
+    assert table.frame.loc[0, "width"] == "0.25"
     assert table.best_row == 2
     assert "unfinished" in table.note
-    assert page.proposal_head == "Proposal" and "+6.5 points" in page.proposal and "ResNet-18" in page.proposal
-    assert "19x the FLOPs" in " ".join(page.findings)  # best run over the baseline (resnet-18_w0.25)
     assert "Smoke profile" in page.caveat
     assert page.figures == [] and page.notes == []  # part 1 places no notebook figure, asks for none
+
+
+def test_the_text_is_the_parts_own(part1_records):
+    """The findings and the opinion on the page are what the notebook displays: the part's
+    findings(records) and OPINION, on all the part's records."""
+    page = report.build_page("part1", PROFILE)
+    assert page.findings == part1.findings(records.load_records("part1", PROFILE))
+    assert page.opinion == part1.OPINION
+    assert [head for head, _ in page.text_blocks()] == ["Findings", "Proposal", "Caveat"]
+    text = " ".join(page.findings)
+    noise = F.noise_band((30.0 + 36.5) / 2, 1000)
+    assert f"SE-WRN-28-8 (proposal) is ahead of ResNet-18 by 6.50 points, beyond the noise band ±{noise:.2f}" in text
+    assert "This run's measurement agrees with the proposal's argument." in page.findings
+    assert "+1.00 points, inside the" in text  # ResNet-18 -> CBAM-ResNet-18
+    markdown = report.text_markdown(page)
+    assert markdown.startswith("**Findings.**\n\n- ") and f"**Proposal.** {part1.OPINION}" in markdown
+    assert not report.build_page("part1", PROFILE, text=False).findings  # the README needs no text
+
+
+def test_part2_page_highlights_the_best_student_and_prints_the_kd_findings(part2_records):
+    page = report.build_page("part2", PROFILE)
+    (table,) = page.tables
+    assert table.frame["task"].tolist() == ["Task 1", "Task 1", "Task 2"]
+    assert table.frame["trained"].tolist() == ["big", "small", "small"]
+    assert table.records[2]["label"] == "Task 2 KD (small)"  # the spec's label template (curves)
+    assert table.best_row == 2  # the teacher (60 %) does not compete
+    assert page.findings == part2.findings(records.load_records("part2", PROFILE))
+    noise = F.noise_band(50.0, 1000)  # 10 test images per class x 100 classes
+    assert f"+0.50 points over its own baseline (inside the ±{noise:.2f}-point noise band)" in " ".join(page.findings)
+    assert [head for head, _ in page.text_blocks()] == ["Findings", "Opinion on KD", "Caveat"]
+    assert page.opinion == part2.OPINION
+
+    (entry,) = report.export_reports(PROFILE, parts=["2"], engine="matplotlib", log=None)
+    text, boxes = pdf_text_and_boxes(profiles.reports_dir() / entry["pdf"])
+    assert len(boxes) == 1 and "Opinion on KD" in text and "My reading. KD works, but mostly not" in text
+    assert f"inside the ±{noise:.2f}-point noise band" in text
 
 
 def test_figures_are_placed_when_the_notebook_saved_them():
@@ -124,32 +188,38 @@ def test_large_tables_keep_the_baseline_and_the_best_runs():
     assert "the baseline and the best of 16 runs" in first.note
     assert {"T", "lambda"} <= set(first.frame.columns)
     assert first.frame["run"][first.best_row] == "KD13_T13_lam0.5"  # the teacher does not compete
-    assert "T=13, lambda=0.5" in page.proposal and "student_lam0" in page.proposal
     assert search.frame["run"].tolist()[0] == "r1_08_T8_lam1"  # best first
     assert len(search.frame) == 6 and "the 6 best of 9 runs" in search.note
+    assert search.best_row is None  # only the first table is highlighted
+
+    everything = records.load_records("part3", PROFILE) + records.load_records("part3_search", PROFILE)
+    assert page.findings == part3.findings(everything)  # every run, not only the rows shown
+    text = " ".join(page.findings)
+    noise = F.noise_band((68.0 + 50.0) / 2, part3.n_test_images(PROFILE))
+    assert "KD13_T13_lam0.5 is ahead of the student without KD by 18.00 points" in text
+    assert f"noise band ±{noise:.2f}" in text and "KD0_T0_lam0.5 is ahead" in text
+    assert "the best of 9 trials had T=8, lambda=1" in text
+    assert page.opinion == part3.OPINION and [h for h, _ in page.text_blocks()][:2] == ["Findings", "Reading"]
 
 
-def test_ties_give_an_opinion_not_a_proposal():
-    common = dict(method="KD", teacher="-")
-    fake_run("part2", "task1_teacher_big", 60.0, **{**common, "task": "Task 1", "student": "big"})
-    fake_run("part2", "task1_student_small", 40.0, **{**common, "task": "Task 1", "student": "small"})
-    fake_run("part2", "task2_big-to-small", 40.5, **{**common, "task": "Task 2", "student": "small"})
-    page = report.build_page("part2", PROFILE)
-    assert page.proposal_head == "Opinion" and "Task 1 KD (small)" in page.proposal
-    assert page.findings[0].startswith("Best by best top-1 %: Task 2 KD (small)")  # the teacher does not compete
+def test_a_part_without_text_gets_tables_only_and_a_broken_generator_a_note(monkeypatch):
+    fake_run("part4", "feature_extraction", 10.0, extra={"final": {"new_test_top1": 10.0, "old_test_top1": 50.0}})
+    page = report.build_page("part4", PROFILE)
+    assert page.findings == part4.findings(records.load_records("part4", PROFILE))
+    assert "New task (faces test top-1): feature extraction 10.00%." in page.findings
+    assert [head for head, _ in page.text_blocks()] == ["Findings", "Reading the results", "Caveat"]
 
+    monkeypatch.delattr(part4, "findings")
+    monkeypatch.delattr(part4, "OPINION")
+    page = report.build_page("part4", PROFILE)
+    assert page.findings == [] and page.opinion == "" and [h for h, _ in page.text_blocks()] == ["Caveat"]
 
-def test_format_value():
-    assert report.format_value(71.234, "pct") == "71.2"
-    assert report.format_value(95_300, "count") == "95.3k"
-    assert report.format_value(5.6e8, "flops") == "0.56G"
-    assert report.format_value(3.1e7, "flops") == "31.0M"
-    assert report.format_value(95, "seconds") == "1.6 min"
-    assert report.format_value(None, "pct") == "-"
-    with pytest.raises(ValueError, match="kind"):
-        report.format_value(1, "furlongs")
-    with pytest.raises(ValueError, match="unknown part 9"):
-        report.normalize_part(9)
+    def broken(recs):
+        raise KeyError("n_val")
+
+    monkeypatch.setattr(part4, "findings", broken, raising=False)
+    page = report.build_page("part4", PROFILE)
+    assert page.findings == [] and any("part4.findings failed (KeyError" in n for n in page.notes)
 
 
 def test_readme_block(part1_records, tmp_path):
@@ -169,15 +239,17 @@ def test_readme_block(part1_records, tmp_path):
 
 
 def test_engine_choice_without_latex(part1_records, monkeypatch, capsys):
-    monkeypatch.setattr(report.shutil, "which", lambda tool: None)
+    monkeypatch.setattr(pdf, "missing_latex_tools", lambda: ["xelatex", "pandoc"])
     assert report.main(["--profile", PROFILE, "--parts", "1", "--engine", "latex"]) == 2
     assert "texlive-xetex" in capsys.readouterr().err
     assert report.main(["--profile", PROFILE, "--parts", "1"]) == 0
     out = capsys.readouterr().out
     assert "engine=matplotlib" in out and "not installed" in out
+    assert report.main(["--profile", PROFILE, "--parts", "1", "--readme-tables"]) == 0
+    assert "SE-WRN-28-8" in capsys.readouterr().out
 
 
-@pytest.mark.skipif(not report.latex_available(), reason="xelatex and pandoc are not installed")
+@pytest.mark.skipif(not pdf.latex_available(), reason="xelatex and pandoc are not installed")
 def test_latex_engine_writes_one_a4_page(part1_records):
     (entry,) = report.export_reports(PROFILE, parts=["1"], engine="latex", log=None)
     text, boxes = pdf_text_and_boxes(profiles.reports_dir() / entry["pdf"])
@@ -185,66 +257,3 @@ def test_latex_engine_writes_one_a4_page(part1_records):
     assert len(boxes) == 1 and boxes[0] == pytest.approx((595, 842), abs=1)
     assert all(h in text for h in ("FLOPs", "best top-1", "train time")), text
     assert "import" not in text  # code is hidden
-
-
-# --------------------------------------------------------------------------- run_notebooks
-def _notebook(path, body):
-    nb = nbformat.v4.new_notebook()
-    params = nbformat.v4.new_code_cell('profile = ""')
-    params.metadata["tags"] = ["parameters"]
-    nb.cells = [params, nbformat.v4.new_code_cell(body)]
-    nb.metadata["kernelspec"] = {"name": "python3", "display_name": "Python 3", "language": "python"}
-    nbformat.write(nb, str(path))
-
-
-def test_run_notebooks_goes_on_past_a_failure(tmp_path, monkeypatch):
-    monkeypatch.setenv("KD_OUTPUT_ROOT", str(tmp_path / "out"))  # inherited by the child processes
-    folder = tmp_path / "notebooks"
-    folder.mkdir()
-    _notebook(folder / "part1_fails.ipynb", "raise RuntimeError('part one broke')")
-    _notebook(folder / "part2_works.ipynb",
-              "import os\nassert os.environ['KD_HEADLESS'] == '1' and profile == 'smoke'\n"
-              "open('ran.txt', 'w').write(os.getcwd())")
-    _notebook(folder / "report.ipynb", "raise AssertionError('the report notebook is not a part')")
-
-    assert [p.name for p in run_notebooks.part_notebooks(["part2"], folder)] == ["part2_works.ipynb"]
-    with pytest.raises(ValueError, match="part5"):
-        run_notebooks.part_notebooks(["part5"], folder)
-
-    summary = run_notebooks.run_all("smoke", folder=folder, log=None)
-    assert [(e["run"], e["status"]) for e in summary] == [("part1_fails", "failed"), ("part2_works", "ok")]
-    runs = tmp_path / "out" / "runs" / "smoke"
-    assert (runs / "part2_works.ipynb").is_file() and (runs / "part1_fails.ipynb").is_file()
-    assert (folder / "ran.txt").read_text() == str(folder)  # the notebook's folder is the cwd
-    failure = json.loads((runs / "failures" / "part1_fails.json").read_text())
-    assert "part one broke" in failure["error_tail"] and failure["profile"] == "smoke"
-    assert json.loads((runs / "summary.json").read_text())["notebooks"][1]["status"] == "ok"
-
-
-def test_run_notebooks_cli_exit_codes(monkeypatch, tmp_path):
-    monkeypatch.setattr(run_notebooks, "NOTEBOOKS_DIR", tmp_path)
-    assert run_notebooks.main(["--profile", "smoke"]) == 2  # no part notebooks there
-    assert run_notebooks.main(["--profile", "nonsense"]) == 2
-    calls = []
-
-    def one_failure(*args, **kwargs):
-        calls.append(args)
-        return [{"run": "part1", "status": "failed"}]
-
-    monkeypatch.setattr(run_notebooks, "run_all", one_failure)
-    assert run_notebooks.main(["--profile", "smoke", "--only", "part1"]) == 1
-    assert calls == [("smoke", ["part1"])]
-
-
-
-def test_opinion_when_the_reference_stays_best_and_no_argument_without_reference():
-    fake_run("part1", "resnet-18_w0.25", 40.0, label="ResNet-18")
-    fake_run("part1", "cbam-resnet-18_w0.25", 36.0, label="CBAM-ResNet-18")
-    page = report.build_page("part1", PROFILE)
-    assert page.proposal_head == "Opinion"
-    assert page.proposal.startswith("Keep ResNet-18: none of the 1 alternative(s)")
-    assert "4.0 points behind" in page.proposal
-    # part 4's reference run (fine-tuning) has not run yet: no comparison, no proposal
-    fake_run("part4", "feature_extraction", 10.0, extra={"final": {"new_test_top1": 10.0}})
-    page = report.build_page("part4", PROFILE)
-    assert page.proposal == "" and "no comparison" in " ".join(page.findings)

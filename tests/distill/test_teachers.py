@@ -1,0 +1,131 @@
+"""Teacher sources (kdutils.distill.teachers): live, cached per epoch, recorded, manual, own predictions."""
+import copy
+
+import pytest
+import torch
+from torch import nn
+
+from kdutils.core import data
+from kdutils.core.loader import GpuLoader
+from kdutils.core.objective import Batch
+from kdutils.core.recipe import Recipe
+from kdutils.core.train import Runtime, fit
+from kdutils.distill.objectives import KDLoss
+from kdutils.distill.teachers import (
+    CachedLogits,
+    LiveTeacher,
+    ManualTarget,
+    OwnPredictions,
+    RecordedLogits,
+    TeacherLogits,
+)
+
+
+class CountingTeacher(nn.Module):
+    """A tiny linear 'teacher' that counts its forward passes."""
+
+    def __init__(self, side=8):
+        super().__init__()
+        self.net = nn.Sequential(nn.Flatten(), nn.Linear(3 * side * side, 10))
+        self.calls = 0
+
+    def forward(self, x):
+        self.calls += 1
+        return 3.0 * self.net(x)
+
+
+def _tiny_loader(n=40, side=8, seed=0, batch_size=16):
+    x, y = data.synthetic_images(n, 10, size=(side, side), seed=1)
+    return GpuLoader((torch.from_numpy(x), torch.from_numpy(y).long()), batch_size, train=True, padding=2,
+                     flip=True, device="cpu", seed=seed)
+
+
+def _tiny_student(side=8):
+    torch.manual_seed(1)
+    return nn.Sequential(nn.Conv2d(3, 4, 3, padding=1), nn.ReLU(), nn.Flatten(), nn.Linear(4 * side * side, 10))
+
+
+
+
+def _tiny_student(side=8):
+    torch.manual_seed(1)
+    return nn.Sequential(nn.Conv2d(3, 4, 3, padding=1), nn.ReLU(), nn.Flatten(), nn.Linear(4 * side * side, 10))
+
+
+def test_table_gives_the_same_training_as_a_teacher_in_the_loop():
+    loader = _tiny_loader()
+    teacher = CountingTeacher()
+    a, b = _tiny_student(), _tiny_student()
+    recipe, rt = Recipe(2, lr=0.05), Runtime(log="off", device="cpu")
+    rec_a = fit(a, loader, None, recipe, KDLoss(alpha=0.7, tau=4.0, form="kl", teacher=LiveTeacher(teacher)),
+                runtime=rt)
+    table = TeacherLogits(teacher, loader, cache=False)
+    rec_b = fit(b, loader, None, recipe, KDLoss(alpha=0.7, tau=4.0, form="kl", teacher=CachedLogits(table)),
+                runtime=rt)
+    for p, q in zip(a.parameters(), b.parameters()):
+        torch.testing.assert_close(p, q, rtol=1e-5, atol=1e-6)
+    assert [h["train_loss"] for h in rec_a["history"]] == pytest.approx([h["train_loss"] for h in rec_b["history"]],
+                                                                        rel=1e-5)
+    # the table rows of samples the epoch drops (drop_last) are NaN, every used row is finite
+    rows = table(0)
+    assert rows.shape == (40, 10) and torch.isnan(rows).any(dim=1).sum() == 40 - (40 // 16) * 16
+
+
+def test_table_is_cached_on_disk_and_keyed_by_teacher_and_loader(tmp_path):
+    loader, teacher = _tiny_loader(), CountingTeacher()
+    first = TeacherLogits(teacher, loader)
+    logits = first(1)
+    assert (first.folder / "epoch001.pt").is_file()
+    calls = teacher.calls
+    again = TeacherLogits(teacher, loader)
+    assert again.key == first.key
+    torch.testing.assert_close(again(1), logits, equal_nan=True)
+    assert teacher.calls == calls, "a cached epoch must not run the teacher again"
+    assert loader.epoch == 0, "computing a table must leave the loader's epoch as it was"
+
+    other_seed = TeacherLogits(teacher, _tiny_loader(seed=5))
+    changed = copy.deepcopy(teacher)
+    with torch.no_grad():
+        changed.net[1].bias.add_(1.0)
+    assert len({first.key, other_seed.key, TeacherLogits(changed, loader).key}) == 3
+
+
+def test_sample_indexed_sources_need_the_index():
+    batch = Batch(torch.zeros(2, 3, 8, 8), torch.zeros(2, dtype=torch.long), index=None)
+    for source in (CachedLogits(TeacherLogits(CountingTeacher(), _tiny_loader(), cache=False)),
+                   RecordedLogits(torch.zeros(4, 10)), OwnPredictions(4, 10)):
+        with pytest.raises(ValueError, match="index"):
+            source(batch)
+
+
+def test_live_teacher_runs_frozen_in_the_runs_precision_and_keeps_features():
+    teacher = CountingTeacher()
+    teacher.train()
+    source = LiveTeacher(teacher, feature_layers=["net.1"])
+    source.prepare(torch.device("cpu"), torch.bfloat16, channels_last=False)
+    x = torch.randn(3, 3, 8, 8)
+    z = source(Batch(x, torch.zeros(3, dtype=torch.long)))
+    assert not teacher.training and not any(p.requires_grad for p in teacher.parameters())
+    assert z.dtype == torch.float32 and source.features["net.1"].dtype == torch.bfloat16  # autocast ran
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        torch.testing.assert_close(z, teacher(x).float())
+    assert len(source.state_dict()) == 0  # the teacher's weights are not the objective's state
+
+
+def test_recorded_manual_and_own_prediction_sources():
+    rec = torch.randn(5, 4)
+    y = torch.tensor([3, 0])
+    idx = torch.tensor([4, 1])
+    assert torch.equal(RecordedLogits(rec)(Batch(torch.zeros(2), y, idx)), rec[idx])
+    manual = ManualTarget(4, a=0.7)(Batch(torch.zeros(2), y, idx))
+    assert torch.allclose(manual[0], torch.tensor([0.1, 0.1, 0.1, 0.7]))
+    own = OwnPredictions(5, 4)
+    batch = Batch(torch.zeros(2), y, idx)
+    prev, filled = own(batch)
+    assert not filled.any() and torch.equal(prev, torch.zeros(2, 4))
+    own.remember(batch, torch.tensor([[0.0, 0.0, 0.0, 0.0], [1.0, 0.0, 0.0, 0.0]]))
+    prev, filled = own(batch)
+    assert filled.all() and torch.allclose(prev[0], torch.full((4,), 0.25))
+
+
+
