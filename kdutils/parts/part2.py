@@ -202,8 +202,10 @@ def train_experiment(exp: Experiment, profile: str, recipe: Mapping, train_loade
                      num_classes: int, force: bool = False, seed: int = 0) -> dict:
     """Build ``exp`` and train it with the recipe; returns its record (skipped when finished)."""
     model, _, objective = build_experiment(exp, profile, recipe, train_loader.num_samples, num_classes, seed)
-    return train_with_recipe(model, exp.run(profile), recipe, train_loader, test_loader,
-                             objective=objective, force=force, seed=seed)
+    run = exp.run(profile)
+    run.extra.update(n_train=train_loader.num_samples, n_test=test_loader.num_samples)
+    return train_with_recipe(model, run, recipe, train_loader, test_loader, objective=objective, force=force,
+                             seed=seed)
 
 
 #: The KD table's columns: title -> dotted key into a record.

@@ -182,6 +182,7 @@ def build_teacher(setup: Optional[Setup] = None, force: bool = False) -> nn.Modu
     if setup is None or (teacher_is_trained(setup.profile) and not force):
         return build_model("resnet18_cifar_8x8", 10, weights=None)
     weights = None if setup["weights"] == "random" else setup["weights"]
+    torch.manual_seed(setup["seed"])  # the new classifier (and random weights) are drawn from the seed
     return build_model("resnet18_cifar_8x8", 10, weights=weights, weights_path=setup["weights_path"])
 
 

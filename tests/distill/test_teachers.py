@@ -3,10 +3,7 @@ import copy
 
 import pytest
 import torch
-from torch import nn
 
-from kdutils.core import data
-from kdutils.core.loader import GpuLoader
 from kdutils.core.objective import Batch
 from kdutils.core.recipe import Recipe
 from kdutils.core.train import Runtime, fit
@@ -19,43 +16,13 @@ from kdutils.distill.teachers import (
     RecordedLogits,
     TeacherLogits,
 )
-
-
-class CountingTeacher(nn.Module):
-    """A tiny linear 'teacher' that counts its forward passes."""
-
-    def __init__(self, side=8):
-        super().__init__()
-        self.net = nn.Sequential(nn.Flatten(), nn.Linear(3 * side * side, 10))
-        self.calls = 0
-
-    def forward(self, x):
-        self.calls += 1
-        return 3.0 * self.net(x)
-
-
-def _tiny_loader(n=40, side=8, seed=0, batch_size=16):
-    x, y = data.synthetic_images(n, 10, size=(side, side), seed=1)
-    return GpuLoader((torch.from_numpy(x), torch.from_numpy(y).long()), batch_size, train=True, padding=2,
-                     flip=True, device="cpu", seed=seed)
-
-
-def _tiny_student(side=8):
-    torch.manual_seed(1)
-    return nn.Sequential(nn.Conv2d(3, 4, 3, padding=1), nn.ReLU(), nn.Flatten(), nn.Linear(4 * side * side, 10))
-
-
-
-
-def _tiny_student(side=8):
-    torch.manual_seed(1)
-    return nn.Sequential(nn.Conv2d(3, 4, 3, padding=1), nn.ReLU(), nn.Flatten(), nn.Linear(4 * side * side, 10))
+from tests.helpers import CountingTeacher, tiny_loader, tiny_student
 
 
 def test_table_gives_the_same_training_as_a_teacher_in_the_loop():
-    loader = _tiny_loader()
+    loader = tiny_loader()
     teacher = CountingTeacher()
-    a, b = _tiny_student(), _tiny_student()
+    a, b = tiny_student(), tiny_student()
     recipe, rt = Recipe(2, lr=0.05), Runtime(log="off", device="cpu")
     rec_a = fit(a, loader, None, recipe, KDLoss(alpha=0.7, tau=4.0, form="kl", teacher=LiveTeacher(teacher)),
                 runtime=rt)
@@ -72,7 +39,7 @@ def test_table_gives_the_same_training_as_a_teacher_in_the_loop():
 
 
 def test_table_is_cached_on_disk_and_keyed_by_teacher_and_loader(tmp_path):
-    loader, teacher = _tiny_loader(), CountingTeacher()
+    loader, teacher = tiny_loader(), CountingTeacher()
     first = TeacherLogits(teacher, loader)
     logits = first(1)
     assert (first.folder / "epoch001.pt").is_file()
@@ -83,7 +50,7 @@ def test_table_is_cached_on_disk_and_keyed_by_teacher_and_loader(tmp_path):
     assert teacher.calls == calls, "a cached epoch must not run the teacher again"
     assert loader.epoch == 0, "computing a table must leave the loader's epoch as it was"
 
-    other_seed = TeacherLogits(teacher, _tiny_loader(seed=5))
+    other_seed = TeacherLogits(teacher, tiny_loader(seed=5))
     changed = copy.deepcopy(teacher)
     with torch.no_grad():
         changed.net[1].bias.add_(1.0)
@@ -92,7 +59,7 @@ def test_table_is_cached_on_disk_and_keyed_by_teacher_and_loader(tmp_path):
 
 def test_sample_indexed_sources_need_the_index():
     batch = Batch(torch.zeros(2, 3, 8, 8), torch.zeros(2, dtype=torch.long), index=None)
-    for source in (CachedLogits(TeacherLogits(CountingTeacher(), _tiny_loader(), cache=False)),
+    for source in (CachedLogits(TeacherLogits(CountingTeacher(), tiny_loader(), cache=False)),
                    RecordedLogits(torch.zeros(4, 10)), OwnPredictions(4, 10)):
         with pytest.raises(ValueError, match="index"):
             source(batch)

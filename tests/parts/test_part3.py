@@ -6,44 +6,20 @@ import torch
 from torch import nn
 
 from kdutils.core import data
-from kdutils.core.loader import GpuLoader
 from kdutils.core.objective import CrossEntropy
 from kdutils.core.recipe import Recipe, lr_factor
 from kdutils.distill.objectives import HintonKDLoss, KDLoss
 from kdutils.distill.teachers import CachedLogits, TeacherLogits
 from kdutils.models import build_model
 from kdutils.parts import part3 as kd
+from tests.helpers import CountingTeacher, tiny_loader
 
 matplotlib.use("Agg")
 
 
-class CountingTeacher(nn.Module):
-    """A tiny linear 'teacher' that counts its forward passes."""
-
-    def __init__(self, side=8):
-        super().__init__()
-        self.net = nn.Sequential(nn.Flatten(), nn.Linear(3 * side * side, 10))
-        self.calls = 0
-
-    def forward(self, x):
-        self.calls += 1
-        return 3.0 * self.net(x)
-
-
-def _tiny_loader(n=40, side=8, seed=0, batch_size=16):
-    x, y = data.synthetic_images(n, 10, size=(side, side), seed=1)
-    return GpuLoader((torch.from_numpy(x), torch.from_numpy(y).long()), batch_size, train=True, padding=2,
-                     flip=True, device="cpu", seed=seed)
-
-
-def _tiny_student(side=8):
-    torch.manual_seed(1)
-    return nn.Sequential(nn.Conv2d(3, 4, 3, padding=1), nn.ReLU(), nn.Flatten(), nn.Linear(4 * side * side, 10))
-
-
 # ---------------------------------------------------------------- losses and recipes
 def test_student_objective_forms():
-    source = CachedLogits(TeacherLogits(CountingTeacher(), _tiny_loader(), cache=False))
+    source = CachedLogits(TeacherLogits(CountingTeacher(), tiny_loader(), cache=False))
     assert isinstance(kd.student_objective(0.0, None), CrossEntropy)
     mix = kd.student_objective(0.1, 5.0, teacher=source)
     assert isinstance(mix, KDLoss) and (mix.alpha, mix.tau, mix.form) == (0.1, 5.0, "kl") and mix.teacher is source
@@ -162,3 +138,16 @@ def test_student_recipe_comes_from_the_profile_settings():
     assert (r.epochs, r.lr, r.grad_clip, r.warmup_epochs) == (setup["student_epochs"], setup["student_lr"],
                                                               setup["student_grad_clip"], 0)
     assert (r.optimizer, r.weight_decay, r.nesterov) == (setup["optimizer"], setup["weight_decay"], setup["nesterov"])
+
+
+def test_random_teacher_is_drawn_from_the_setup_seed():
+    """The teacher's random initialisation comes from ``setup["seed"]``, not from whatever
+    state the global generator is in (torch seeds a new process randomly)."""
+    setup = kd.resolve_setup("smoke")
+    torch.manual_seed(123)
+    a = kd.build_teacher(setup, force=True)
+    torch.rand(7)
+    b = kd.build_teacher(setup, force=True)
+    assert all(torch.equal(x, y) for x, y in zip(a.state_dict().values(), b.state_dict().values()))
+    other = kd.build_teacher(kd.resolve_setup("smoke", overrides={"seed": 1}), force=True)
+    assert not torch.equal(other.fc.weight, a.fc.weight)
