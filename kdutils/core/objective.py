@@ -25,7 +25,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass, field
-from typing import Optional
+from typing import Iterable, Optional
 
 import torch
 import torch.nn.functional as F
@@ -43,6 +43,24 @@ class Batch:
     index: Optional[torch.Tensor] = None
     epoch: int = 0
     features: dict = field(default_factory=dict)
+
+
+class FeatureTaps:
+    """Forward hooks that keep the latest outputs of a model's named modules in
+    :attr:`features` (the student's for ``batch.features``, a live teacher's for its own)."""
+
+    def __init__(self, model: nn.Module, names: Iterable[str]):
+        self.features: dict = {}
+        self.handles = [model.get_submodule(n).register_forward_hook(self._keeper(n)) for n in names]
+
+    def _keeper(self, name):
+        def keep(_module, _inputs, output):
+            self.features[name] = output
+        return keep
+
+    def remove(self) -> None:
+        for h in self.handles:
+            h.remove()
 
 
 def check_unit(name: str, v: float) -> float:

@@ -36,7 +36,7 @@ from torch import nn
 from kdutils.core import records as R
 from kdutils.core.counting import count_flops, count_params
 from kdutils.core.fileio import atomic_torch_save
-from kdutils.core.objective import Batch, CrossEntropy, Objective
+from kdutils.core.objective import Batch, CrossEntropy, FeatureTaps, Objective
 from kdutils.core.outputs import primary_logits
 from kdutils.core.precision import autocast_context, resolve_amp, resolve_device, training_settings
 from kdutils.core.profiles import is_headless, runs_dir
@@ -329,7 +329,7 @@ def _start(model, train, test, recipe: Recipe, objective: Objective, run: Option
     s = _Session(model, train, test, recipe, objective, run, rt, dev, dtype, cl, opt,
                  recipe.scheduler_for(opt, len(train)),
                  torch.amp.GradScaler(dev.type, enabled=(dtype == torch.float16)))
-    s.taps = _FeatureTaps(model, objective.feature_layers)
+    s.taps = FeatureTaps(model, objective.feature_layers)
     if run is not None:
         s.record = _new_record(s)
         _resume(s)
@@ -372,23 +372,6 @@ def _resume(s: _Session) -> None:
     s.record["created"] = state.get("created", s.record["created"])
     if s.rt.log != "off":
         print(f"[{s.label}] resuming after epoch {s.start_epoch}/{s.recipe.epochs} from {ck}")
-
-
-class _FeatureTaps:
-    """Forward hooks that keep the outputs of the named student modules for the objective."""
-
-    def __init__(self, model: nn.Module, names: Iterable[str]):
-        self.features: dict = {}
-        self.handles = [model.get_submodule(n).register_forward_hook(self._keeper(n)) for n in names]
-
-    def _keeper(self, name):
-        def keep(_module, _inputs, output):
-            self.features[name] = output
-        return keep
-
-    def remove(self) -> None:
-        for h in self.handles:
-            h.remove()
 
 
 def _train_epoch(s: _Session, epoch: int) -> tuple:

@@ -31,7 +31,7 @@ from torch import nn
 
 from kdutils.core.data import cache_dir
 from kdutils.core.fileio import atomic_torch_save
-from kdutils.core.objective import Batch, check_unit
+from kdutils.core.objective import Batch, FeatureTaps, check_unit
 from kdutils.core.outputs import primary_logits
 from kdutils.core.precision import autocast_context, resolve_amp
 
@@ -54,15 +54,13 @@ class LiveTeacher(TeacherSource):
         super().__init__()
         object.__setattr__(self, "model", model)  # not a submodule: kept out of checkpoints
         self.feature_layers = tuple(feature_layers)
-        self.features: dict = {}
+        self.taps = FeatureTaps(model, self.feature_layers)
         self.dtype: Optional[torch.dtype] = None
-        self._hooks = [model.get_submodule(name).register_forward_hook(self._keeper(name))
-                       for name in self.feature_layers]
 
-    def _keeper(self, name):
-        def keep(_module, _inputs, output):
-            self.features[name] = output
-        return keep
+    @property
+    def features(self) -> dict:
+        """The outputs of ``feature_layers`` from the latest call."""
+        return self.taps.features
 
     def prepare(self, device, dtype, channels_last) -> None:
         self.model.to(device).eval()

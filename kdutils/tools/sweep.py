@@ -55,7 +55,7 @@ from pathlib import Path
 from typing import Any, Callable, Iterable, Mapping, Optional, Sequence
 
 from kdutils.core import records as _results
-from kdutils.core.records import make_run_name, name_token  # noqa: F401  (re-exported for sweep users)
+from kdutils.core.records import make_run_name
 from kdutils.core.profiles import REPO_ROOT, resolve_profile, runs_dir
 
 #: Lines of the child's log kept in a failure record.
