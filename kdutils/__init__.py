@@ -3,7 +3,7 @@
 Layers (imports go down this list only; ARCHITECTURE.md has the rules and the import graph):
 
 - ``kdutils.tools``     command-line programs: report (and its two PDF paths, pdf), sweep,
-  run_notebooks, nbclean, import_graph
+  run_notebooks, import_graph, compare_records
 - ``kdutils.parts``     ``part1`` ... ``part5``: each part's settings, training wrappers, tables,
   findings and report spec (notebook ``notebooks/partN_*.ipynb`` uses ``kdutils.parts.partN``)
 - ``kdutils.distill``   objectives (KD, Hinton KD, Tf-KD, PS-KD, LwF, hints) and the teacher

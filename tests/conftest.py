@@ -13,6 +13,9 @@ SHARED = Path(__file__).resolve().parents[1].parent / "shared" / "data"
 def _isolated_outputs(tmp_path, monkeypatch):
     monkeypatch.setenv("KD_OUTPUT_ROOT", str(tmp_path / "out"))
     monkeypatch.setenv("KD_CACHE_DIR", str(tmp_path / "cache"))
+    # No test may download anything: the data fetchers go to a closed local port unless a
+    # test starts its own mirror (tests/fake_mirror.py) and points KD_DATA_MIRROR at it.
+    monkeypatch.setenv("KD_DATA_MIRROR", "http://127.0.0.1:9")
     torch.manual_seed(0)
     yield
 

@@ -28,3 +28,34 @@ def tiny_loader(n=40, side=8, seed=0, batch_size=16):
 def tiny_student(side=8):
     torch.manual_seed(1)
     return nn.Sequential(nn.Conv2d(3, 4, 3, padding=1), nn.ReLU(), nn.Flatten(), nn.Linear(4 * side * side, 10))
+
+
+def run_resolve_cell(notebook: str, **overrides) -> dict:
+    """Execute a notebook's ``parameters`` cell, then ``overrides`` (as papermill would inject
+    them), then the cell right after it (where parameters are checked); return the namespace.
+    No set-up cell, nothing later: the point is what the first cell of real work sees."""
+    import json
+    from pathlib import Path
+
+    path = Path(__file__).resolve().parents[1] / "notebooks" / notebook
+    cells = json.loads(path.read_text())["cells"]
+    i = next(k for k, c in enumerate(cells) if "parameters" in c.get("metadata", {}).get("tags", []))
+    namespace: dict = {"__name__": "__main__"}
+    exec("".join(cells[i]["source"]), namespace)
+    namespace.update(overrides)
+    exec("".join(cells[i + 1]["source"]), namespace)
+    return namespace
+
+
+def write_notebook(path, parameters: str, body: str):
+    """A two-cell notebook for papermill tests: a cell tagged ``parameters`` holding
+    ``parameters`` and one code cell holding ``body``; returns ``path``."""
+    import nbformat
+
+    nb = nbformat.v4.new_notebook()
+    params = nbformat.v4.new_code_cell(parameters)
+    params.metadata["tags"] = ["parameters"]
+    nb.cells = [params, nbformat.v4.new_code_cell(body)]
+    nb.metadata["kernelspec"] = {"name": "python3", "display_name": "Python 3", "language": "python"}
+    nbformat.write(nb, str(path))
+    return path

@@ -1,19 +1,34 @@
-"""Pruning: zero the weights (or whole filters) that matter least, and measure the sparsity.
+"""Pruning: zero the weights that matter least, or remove whole channels, and measure the result.
 
 Unstructured L1-magnitude pruning with ``torch.nn.utils.prune`` on the weights of ``Conv*d``
-and ``Linear`` layers: a mask zeroes the smallest weights (globally or per layer).
-``prune_channels`` zeroes whole output filters instead. ``iterative_prune`` alternates
-pruning and fine-tuning and records the accuracy against the number of non-zero
-parameters. Zeros do not make a dense file smaller; they help a compressor
-(``size.zipped_size``) or sparse storage.
+and ``Linear`` layers: a mask zeroes the smallest weights (globally or per layer). Zeros do
+not make a dense file smaller or a dense model faster; they help a compressor
+(``size.zipped_size``) or sparse storage. ``prune_channels`` zeroes whole output filters
+(the tensors keep their shapes).
+
+``remove_channels`` is structured pruning that really shrinks the network: with
+torch-pruning's dependency graph (DepGraph, Fang et al., CVPR 2023,
+https://arxiv.org/abs/2301.12900) it removes the output channels of smallest L1 norm
+together with everything that depends on them (the BatchNorm that follows, the next
+layer's inputs, a depthwise convolution's channels, the other side of a residual sum).
+The result is an ordinary, narrower model: ``save_pruned`` stores its weights with the
+layer widths, ``load_pruned`` narrows a freshly built model of the original architecture
+to those widths and loads the weights (no masks).
+
+``iterative_prune`` alternates either kind of pruning with fine-tuning and records the
+accuracy (and whatever else ``evaluate_fn`` measures) after every step.
 """
 from __future__ import annotations
 
-from typing import Any, Callable, Dict, List, Mapping, Optional, Union
+from pathlib import Path
+from typing import Any, Callable, Dict, List, Mapping, Optional, Sequence, Union
 
 import torch
 from torch import nn
 from torch.nn.utils import prune as torch_prune
+
+from kdutils.core.counting import count_params
+from kdutils.core.fileio import atomic_torch_save
 
 PRUNABLE = (nn.Conv1d, nn.Conv2d, nn.Conv3d, nn.Linear)
 
@@ -91,6 +106,129 @@ def prune_channels(model: nn.Module, amount: float, skip_depthwise: bool = True)
     return model
 
 
+# --------------------------------------------------------------------------- structured: remove channels
+PRUNED_FORMAT = "pruned-channels-v1"
+
+
+def _torch_pruning():
+    try:
+        import torch_pruning
+    except ImportError as e:
+        raise RuntimeError(
+            f"removing channels needs torch-pruning (DepGraph): pip install torch-pruning ({e})"
+        ) from e
+    return torch_pruning
+
+
+def output_layer(model: nn.Module) -> nn.Module:
+    """The last ``Linear`` (else ``Conv*d``) layer: the one whose outputs are the classes, which
+    channel pruning must keep."""
+    layers = prunable_layers(model)
+    linears = [m for m in layers if isinstance(m, nn.Linear)]
+    if not layers:
+        raise ValueError("model has no Conv/Linear layers to prune")
+    return (linears or layers)[-1]
+
+
+def remove_channels(model: nn.Module, example_inputs: torch.Tensor, amount: float,
+                    ignored_layers: Optional[Sequence[nn.Module]] = None,
+                    round_to: Optional[int] = None) -> nn.Module:
+    """Remove ``amount`` of the channels of every prunable group of layers, in place.
+
+    torch-pruning traces ``model`` on ``example_inputs`` (one small batch) into a
+    dependency graph and groups the layers whose channels must go together (a conv and
+    its BN, a depthwise conv and the pointwise conv feeding it, every layer on either
+    side of a residual sum). In each group it removes the ``amount`` channels with the
+    smallest L1 norm summed over the group (``GroupMagnitudeImportance(p=1)``): the
+    layers become narrower, parameters, FLOPs, file and latency shrink. ``amount`` is a
+    fraction of the *current* channels, so ``k`` calls leave about ``(1 - amount)**k`` of
+    them. ``ignored_layers`` keep their output channels (default: :func:`output_layer`,
+    the classes); ``round_to`` keeps channel counts multiples of that number.
+    """
+    amount = _check_fraction(amount, "amount")
+    if amount == 0:
+        return model
+    tp = _torch_pruning()
+    model.to(memory_format=torch.contiguous_format)  # fit may leave it channels-last
+    p = next(model.parameters())
+    was_training = model.training
+    model.eval()
+    pruner = tp.pruner.BasePruner(
+        model, example_inputs.to(p.device), importance=tp.importance.GroupMagnitudeImportance(p=1),
+        pruning_ratio=amount, ignored_layers=list(ignored_layers or [output_layer(model)]), round_to=round_to)
+    pruner.step()
+    model.train(was_training)
+    return model
+
+
+def _layer_widths(model: nn.Module) -> Dict[str, Dict[str, int]]:
+    """The groups of every convolution (the rest of a narrowed layer's shape is in its weights)."""
+    return {name: {"groups": m.groups} for name, m in model.named_modules() if isinstance(m, nn.modules.conv._ConvNd)}
+
+
+def save_pruned(model: nn.Module, path, meta: Optional[Mapping[str, Any]] = None) -> int:
+    """Save a model narrowed by :func:`remove_channels`: its state dict, each convolution's
+    ``groups`` and ``meta`` (e.g. the architecture's name and options, for the caller that
+    rebuilds it). Readable with ``torch.load(..., weights_only=True)``. Returns the bytes."""
+    if any(hasattr(m, "weight_mask") for m in model.modules()):
+        raise ValueError("the model still carries pruning masks; call remove_pruning(model) before save_pruned")
+    state = {k: v.detach().cpu().contiguous() for k, v in model.state_dict().items()}
+    obj = {"format": PRUNED_FORMAT, "state": state, "convs": _layer_widths(model), "meta": dict(meta or {}),
+           "params": count_params(model)}
+    atomic_torch_save(obj, path)
+    return Path(path).stat().st_size
+
+
+def _narrow_layer(name: str, module: nn.Module, state: Mapping[str, torch.Tensor], groups: Optional[int]) -> None:
+    """Give ``module`` the tensor shapes of ``state`` (its entries ``<name>.<tensor>``) and the
+    matching attributes (channels, features, groups)."""
+    prefix = f"{name}." if name else ""
+    for key, tensor in list(module.named_parameters(recurse=False)) + list(module.named_buffers(recurse=False)):
+        saved = state.get(prefix + key)
+        if tensor is None or saved is None or saved.shape == tensor.shape:
+            continue
+        if not isinstance(module, (nn.modules.conv._ConvNd, nn.modules.batchnorm._BatchNorm, nn.Linear)):
+            raise ValueError(f"layer {name!r} ({type(module).__name__}) changed shape in the saved file; "
+                             "only Conv, BatchNorm and Linear layers can be narrowed")
+        new = torch.empty(saved.shape, dtype=tensor.dtype, device=tensor.device)
+        setattr(module, key, nn.Parameter(new, tensor.requires_grad) if isinstance(tensor, nn.Parameter) else new)
+    if isinstance(module, nn.modules.conv._ConvNd):
+        module.groups = groups if groups is not None else module.groups
+        module.out_channels = module.weight.shape[0]
+        module.in_channels = module.weight.shape[1] * module.groups
+    elif isinstance(module, nn.modules.batchnorm._BatchNorm) and module.weight is not None:
+        module.num_features = module.weight.shape[0]
+    elif isinstance(module, nn.Linear):
+        module.out_features, module.in_features = module.weight.shape
+
+
+def load_pruned(path, model: nn.Module) -> nn.Module:
+    """Load a :func:`save_pruned` file into ``model``, a freshly built model of the original
+    architecture: its layers are narrowed to the saved widths, then the weights are loaded
+    (strictly: every tensor must fit). Returns ``model``; :func:`read_pruned_meta` gives the
+    ``meta`` stored with it."""
+    saved = _read_pruned(path)
+    convs = saved["convs"]
+    for name, module in model.named_modules():
+        _narrow_layer(name, module, saved["state"], convs.get(name, {}).get("groups"))
+    model.load_state_dict(saved["state"])
+    return model
+
+
+def _read_pruned(path) -> Mapping[str, Any]:
+    saved = torch.load(Path(path), map_location="cpu", weights_only=True)
+    if not isinstance(saved, Mapping) or saved.get("format") != PRUNED_FORMAT:
+        raise ValueError(f"{path} is not a file written by save_pruned (format {PRUNED_FORMAT!r}); "
+                         "a plain state dict loads with kdutils.compress.size.load_state")
+    return saved
+
+
+def read_pruned_meta(path) -> Dict[str, Any]:
+    """The ``meta`` dict stored by :func:`save_pruned` (and ``params``, the parameter count)."""
+    saved = _read_pruned(path)
+    return {**saved["meta"], "params": saved["params"]}
+
+
 def sparsity(model: nn.Module) -> float:
     """Fraction of zero weights in the prunable (Conv/Linear) layers' ``weight`` tensors."""
     layers = prunable_layers(model)
@@ -127,6 +265,23 @@ def remove_pruning(model: nn.Module) -> nn.Module:
     return model
 
 
+METHODS = ("magnitude", "channels")
+
+
+def prune_step(model: nn.Module, rate: float, method: str = "magnitude", scope: str = "global",
+               example_inputs: Optional[torch.Tensor] = None) -> nn.Module:
+    """One pruning step of ``method``: ``"magnitude"`` zeroes ``rate`` of the remaining weights
+    (:func:`prune_magnitude`, ``scope``), ``"channels"`` removes ``rate`` of the channels
+    (:func:`remove_channels`, traced on ``example_inputs``)."""
+    if method == "magnitude":
+        return prune_magnitude(model, rate, scope=scope)
+    if method == "channels":
+        if example_inputs is None:
+            raise ValueError("method='channels' needs example_inputs (one batch of the model's input shape)")
+        return remove_channels(model, example_inputs, rate)
+    raise ValueError(f"method must be one of {METHODS}, got {method!r}")
+
+
 def iterative_prune(
     model: nn.Module,
     rate: float,
@@ -134,27 +289,30 @@ def iterative_prune(
     fine_tune_fn: Optional[Callable[[nn.Module], Any]],
     evaluate_fn: Callable[[nn.Module], Union[float, Mapping[str, Any]]],
     scope: str = "global",
+    method: str = "magnitude",
+    example_inputs: Optional[torch.Tensor] = None,
 ) -> List[Dict[str, Any]]:
-    """Prune ``rate`` of the remaining weights ``steps`` times, fine-tuning after each cut.
+    """Prune ``rate`` ``steps`` times (:func:`prune_step`), fine-tuning after each cut.
 
-    Records one dict per step: ``step`` (0 = before pruning), ``rate``, ``sparsity``,
-    ``nonzero_params`` and ``accuracy`` = ``evaluate_fn(model)`` after the fine-tuning
-    (if ``evaluate_fn`` returns a dict, its items are recorded instead). After ``k``
-    steps the sparsity is about ``1 - (1 - rate)**k``. The model stays pruned in place
-    with masks (so that fine-tuning keeps zeros at zero); call ``remove_pruning`` before
-    saving it.
+    Records one dict per step: ``step`` (0 = before pruning), ``rate``, ``method``,
+    ``params`` (the parameter count: it falls when channels are removed, not when
+    weights are zeroed), ``sparsity``, ``nonzero_params`` and ``accuracy`` =
+    ``evaluate_fn(model)`` after the fine-tuning (if ``evaluate_fn`` returns a dict, its
+    items are recorded instead). With ``"magnitude"`` the sparsity after ``k`` steps is
+    about ``1 - (1 - rate)**k`` and the model stays pruned in place with masks (so that
+    fine-tuning keeps zeros at zero; call ``remove_pruning`` before saving it); with
+    ``"channels"`` about ``(1 - rate)**k`` of the channels remain and the model is an
+    ordinary narrower one (:func:`save_pruned`).
     """
     rate = _check_fraction(rate, "rate", allow_zero=False)
     if isinstance(steps, bool) or not isinstance(steps, int) or steps < 1:
         raise ValueError(f"steps must be a positive int, got {steps!r}")
+    if method not in METHODS:
+        raise ValueError(f"method must be one of {METHODS}, got {method!r}")
 
     def record(step: int) -> Dict[str, Any]:
-        row: Dict[str, Any] = {
-            "step": step,
-            "rate": rate,
-            "sparsity": sparsity(model),
-            "nonzero_params": count_nonzero_params(model),
-        }
+        row: Dict[str, Any] = {"step": step, "rate": rate, "method": method, "params": count_params(model),
+                               "sparsity": sparsity(model), "nonzero_params": count_nonzero_params(model)}
         result = evaluate_fn(model)
         if isinstance(result, Mapping):
             row.update(result)
@@ -164,7 +322,7 @@ def iterative_prune(
 
     history = [record(0)]
     for step in range(1, steps + 1):
-        prune_magnitude(model, rate, scope=scope)
+        prune_step(model, rate, method, scope, example_inputs)
         if fine_tune_fn is not None:
             fine_tune_fn(model)
         history.append(record(step))
@@ -176,6 +334,14 @@ __all__ = [
     "prunable_layers",
     "prune_magnitude",
     "prune_channels",
+    "PRUNED_FORMAT",
+    "output_layer",
+    "remove_channels",
+    "save_pruned",
+    "load_pruned",
+    "read_pruned_meta",
+    "METHODS",
+    "prune_step",
     "sparsity",
     "count_nonzero_params",
     "remove_pruning",

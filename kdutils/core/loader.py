@@ -11,16 +11,20 @@ on a busy 2-core machine (load average 10) one thread made batches 8x faster tha
 which waited for each other at every pass.
 
 Randomness is drawn from a generator seeded by ``(seed, epoch)``, so epoch ``e`` is the same
-whether a run starts fresh or resumes from a checkpoint: resumed runs reproduce.
+whether a run starts fresh or resumes from a checkpoint: resumed runs reproduce. In
+data-parallel training (:mod:`kdutils.core.distributed`) each process iterates a
+:class:`RankShard`: its disjoint slice of every global batch, with the same permutation and
+random crops/flips as one process draws.
 """
 from __future__ import annotations
 
+import hashlib
 from contextlib import contextmanager
 from typing import Iterator, Optional, Sequence
 
 import torch
 
-from kdutils.core.data import ImageSet
+from kdutils.core.data import ImageSet, check_same_classes
 
 
 class GpuLoader:
@@ -110,18 +114,35 @@ class GpuLoader:
 
     def make_batch(self, idx: torch.Tensor, g: Optional[torch.Generator] = None):
         """Images ``idx`` (a 1-D index tensor on the device) cropped, flipped, normalised."""
-        b, c = len(idx), self.crop
-        n, h, w, _ = self.images.shape
+        return self._assemble(idx, self._draw(len(idx), g))
+
+    def _draw(self, b: int, g: Optional[torch.Generator]) -> dict:
+        """The random choices of a batch of ``b`` images, drawn from ``g`` in a fixed order
+        (crop offsets, flips, cutout centres): a slice of them is what a rank's share of the
+        batch gets (:class:`RankShard`)."""
+        _, h, w, _ = self.images.shape
+        c = self.crop
         if h == c and w == c:
             oy = ox = torch.zeros(b, dtype=torch.long, device=self.device)
         else:
             oy, ox = self._crop_offsets(b, g)
+        draws = {"oy": oy, "ox": ox}
+        if self.train and self.flip:
+            draws["flip"] = (torch.rand(b, generator=g) < 0.5).to(self.device)
+        if self.cutout:
+            draws["cy"] = torch.randint(0, c, (b, 1), generator=g).to(self.device)
+            draws["cx"] = torch.randint(0, c, (b, 1), generator=g).to(self.device)
+        return draws
+
+    def _assemble(self, idx: torch.Tensor, draws: dict):
+        """The batch of images ``idx`` with the random choices ``draws`` (one row per image)."""
+        b, c = len(idx), self.crop
+        n, h, w, _ = self.images.shape
         cols = self.arange.expand(b, c)
-        if self.train and self.flip:  # a flipped image reads its columns right to left
-            flip = (torch.rand(b, generator=g) < 0.5).to(self.device)
-            cols = torch.where(flip[:, None], self.arange.flip(0), self.arange)
-        rows = oy[:, None] + self.arange  # (B, c)
-        cols = ox[:, None] + cols  # (B, c)
+        if "flip" in draws:  # a flipped image reads its columns right to left
+            cols = torch.where(draws["flip"][:, None], self.arange.flip(0), self.arange)
+        rows = draws["oy"][:, None] + self.arange  # (B, c)
+        cols = draws["ox"][:, None] + cols  # (B, c)
         pixels = idx[:, None, None] * (h * w) + rows[:, :, None] * w + cols[:, None, :]  # (B, c, c)
         x = self.images.view(n * h * w, 3).index_select(0, pixels.flatten()).view(b, c, c, 3)
         out = torch.empty((b, 3, c, c), device=self.device, memory_format=(
@@ -129,19 +150,23 @@ class GpuLoader:
         out.copy_(x.permute(0, 3, 1, 2))  # uint8 -> float in the layout the model wants
         out.sub_(self.mean).mul_(self.inv_std)
         if self.cutout:
-            out.mul_(self._cutout_mask(b, g))
+            out.mul_(self._cutout_mask(draws["cy"], draws["cx"]))
         return out, self.labels[idx]
 
-    def _cutout_mask(self, b: int, g: torch.Generator) -> torch.Tensor:
-        """(B, 1, c, c) mask, 0 inside a square of side ``cutout`` around a random centre."""
-        cy = torch.randint(0, self.crop, (b, 1), generator=g).to(self.device)
-        cx = torch.randint(0, self.crop, (b, 1), generator=g).to(self.device)
+    def _cutout_mask(self, cy: torch.Tensor, cx: torch.Tensor) -> torch.Tensor:
+        """(B, 1, c, c) mask, 0 inside a square of side ``cutout`` around the centres (cy, cx)."""
         half = self.cutout // 2
         inside_y = (self.arange >= cy - half) & (self.arange < cy - half + self.cutout)  # (B, c)
         inside_x = (self.arange >= cx - half) & (self.arange < cx - half + self.cutout)
         return (~(inside_y[:, :, None] & inside_x[:, None, :])).unsqueeze(1).float()
 
     def __iter__(self) -> Iterator:
+        return self.batches()
+
+    def batches(self, rank: int = 0, world_size: int = 1) -> Iterator:
+        """The epoch's batches ``(x, y, index)``; with ``world_size > 1`` only rank ``rank``'s
+        share of each: the same permutation and random choices as one process draws, cut
+        into ``world_size`` consecutive, disjoint slices (see :class:`RankShard`)."""
         g = self._generator()
         n = len(self.labels)
         order = torch.randperm(n, generator=g) if self.train else torch.arange(n)
@@ -150,8 +175,58 @@ class GpuLoader:
         for s in range(0, stop, self.batch_size):
             idx = order[s:s + self.batch_size]
             with _one_thread_on_cpu(self.device):
-                x, y = self.make_batch(idx, g)
+                draws = self._draw(len(idx), g)
+                if world_size > 1:
+                    if len(idx) < world_size:  # a last batch too small to share: every rank skips it
+                        continue
+                    mine = _share(len(idx), rank, world_size)
+                    idx, draws = idx[mine], {k: v[mine] for k, v in draws.items()}
+                x, y = self._assemble(idx, draws)
             yield x, y, idx
+
+
+def _share(b: int, rank: int, world_size: int) -> slice:
+    """Rank ``rank``'s consecutive slice of a batch of ``b`` (sizes differ by at most one)."""
+    base, extra = divmod(b, world_size)
+    start = rank * base + min(rank, extra)
+    return slice(start, start + base + (rank < extra))
+
+
+class RankShard:
+    """One process's view of a :class:`GpuLoader` in data-parallel training.
+
+    It yields, for every global batch of the epoch, this rank's disjoint slice (a global
+    batch of ``B`` gives each of ``W`` ranks ``B / W`` images), with the permutation, crops
+    and flips the single-process loader draws: together the ranks see exactly the
+    single-process run's images, in as many steps. Everything else (``len``,
+    ``set_epoch``, ``batch_size``, ``crop``, ...) is the wrapped loader's; the loader itself
+    stays whole, so a teacher-logit table built on it still covers every image.
+    """
+
+    def __init__(self, loader: "GpuLoader", rank: int, world_size: int):
+        if not isinstance(loader, GpuLoader):
+            raise TypeError(f"data-parallel training shards a kdutils GpuLoader, got {type(loader).__name__}")
+        if not 0 <= rank < world_size:
+            raise ValueError(f"rank must lie in [0, {world_size}), got {rank}")
+        if loader.batch_size % world_size:
+            raise ValueError(f"the global batch size {loader.batch_size} is not divisible by the {world_size} "
+                             "processes: choose a batch size (or a process count) that divides evenly")
+        self.loader, self.rank, self.world_size = loader, rank, world_size
+
+    def __len__(self) -> int:
+        return len(self.loader)
+
+    def __iter__(self) -> Iterator:
+        return self.loader.batches(self.rank, self.world_size)
+
+    def __getattr__(self, name):
+        return getattr(self.__dict__["loader"], name)
+
+    def __setattr__(self, name, value):
+        if name in ("loader", "rank", "world_size"):
+            object.__setattr__(self, name, value)
+        else:
+            setattr(self.loader, name, value)
 
 
 @contextmanager
@@ -168,10 +243,49 @@ def _one_thread_on_cpu(device: torch.device):
         torch.set_num_threads(threads)
 
 
+def _content_hash(loader) -> str:
+    """Hash of the loader's images and labels, computed once per loader (they never change)."""
+    key = (loader.images.data_ptr(), tuple(loader.images.shape), loader.labels.data_ptr())
+    cached = getattr(loader, "_content_hash_cache", None)
+    if cached is not None and cached[0] == key:
+        return cached[1]
+    h = hashlib.sha1()
+    h.update(loader.images.cpu().numpy().tobytes())
+    h.update(loader.labels.cpu().numpy().tobytes())
+    loader._content_hash_cache = (key, h.hexdigest())
+    return loader._content_hash_cache[1]
+
+
+def loader_fingerprint(loader, model: Optional[torch.nn.Module] = None, extra: tuple = ()) -> Optional[str]:
+    """A key that changes with the loader's images, labels and every setting that changes
+    its batches (and, when given, with ``model``'s weights and the values in ``extra``).
+
+    ``fit`` keeps it in a run's record (the identity of the data a run was trained on);
+    :class:`~kdutils.distill.teachers.TeacherLogits` names its cache with it. None for a
+    loader that is not a :class:`GpuLoader` (its data cannot be fingerprinted cheaply).
+    """
+    if not all(hasattr(loader, a) for a in ("images", "labels", "batch_size", "crop", "mean", "inv_std")):
+        return None
+    h = hashlib.sha1()
+    if model is not None:
+        for name, t in model.state_dict().items():
+            h.update(name.encode())
+            h.update(t.detach().cpu().contiguous().view(-1).view(torch.uint8).numpy().tobytes())
+    h.update(_content_hash(loader).encode())
+    cfg = (loader.batch_size, loader.crop, getattr(loader, "padding", 0), getattr(loader, "flip", False),
+           getattr(loader, "cutout", 0), getattr(loader, "drop_last", False), getattr(loader, "train", None),
+           getattr(loader, "seed", 0), loader.mean.flatten().tolist(), loader.inv_std.flatten().tolist(),
+           *extra)
+    h.update(repr(cfg).encode())
+    return h.hexdigest()[:20]
+
+
 def loaders_for(train_set: ImageSet, test_set: ImageSet, batch_size: int, mean, std, device="auto",
                 padding: int = 4, crop: Optional[int] = None, flip: bool = True, seed: int = 0,
                 eval_batch_size: Optional[int] = None, cutout: int = 0):
-    """The usual pair: an augmenting training loader and a plain test loader."""
+    """The usual pair: an augmenting training loader and a plain test loader (the two sets
+    must name the same classes in the same order, :func:`~kdutils.core.data.check_same_classes`)."""
+    check_same_classes(train_set, test_set)
     tr = GpuLoader(train_set, batch_size, train=True, crop=crop, padding=padding, flip=flip,
                    mean=mean, std=std, device=device, seed=seed, cutout=cutout)
     te = GpuLoader(test_set, eval_batch_size or max(batch_size, 256), train=False, crop=crop,

@@ -108,6 +108,20 @@ class Objective(nn.Module):
     def extra_repr(self) -> str:
         return ", ".join(f"{k}={getattr(self, k)}" for k in self.shown if k in self.__dict__)
 
+    def extra_modules(self) -> dict:
+        """The networks this objective trains besides the model (a FitNets regressor, the
+        second student of deep mutual learning): its child modules with trainable
+        parameters, by name. The teacher source never counts (a live teacher's weights are
+        not a submodule). ``fit`` optimises them with the model and saves them in the
+        checkpoint; they are not part of the deployed model (nor of its parameter budget)."""
+        return {name: m for name, m in self.named_children()
+                if name != "teacher" and any(p.requires_grad for p in m.parameters())}
+
+    def extra_parameter_count(self) -> int:
+        """Parameters of :meth:`extra_modules` (shared tensors counted once), for tables."""
+        seen = {id(p): p.numel() for m in self.extra_modules().values() for p in m.parameters()}
+        return sum(seen.values())
+
     def load_state_dict(self, state_dict, strict: bool = True, assign: bool = False):
         """Also loads checkpoints written before the memory/recorded buffers moved into the
         teacher source (keys ``memory`` -> ``teacher.memory``)."""

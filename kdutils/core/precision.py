@@ -14,7 +14,8 @@ import copy
 import json
 import statistics
 import time
-from contextlib import nullcontext
+import warnings
+from contextlib import contextmanager, nullcontext
 from typing import Callable, Optional
 
 import torch
@@ -157,10 +158,10 @@ def choose_cpu_settings(model: nn.Module, input_size=(32, 3, 32, 32), amp="auto"
     if key in _CPU_CHOICES:
         return _CPU_CHOICES[key]
     path = cache_dir() / "cpu_settings.json"
-    stored = json.loads(path.read_text()) if path.exists() else {}
-    if key in stored:
-        _CPU_CHOICES[key] = _DTYPES[stored[key]["amp"]], stored[key]["channels_last"]
-        return _CPU_CHOICES[key]
+    known = _stored_choice(_read_cpu_settings(path).get(key))
+    if known is not None:
+        _CPU_CHOICES[key] = known
+        return known
     if run_images is not None and 20 * len(options) * (1 + rounds) * input_size[0] > run_images:
         return default
 
@@ -182,10 +183,61 @@ def choose_cpu_settings(model: nn.Module, input_size=(32, 3, 32, 32), amp="auto"
         best = default
     _CPU_CHOICES[key] = best
     names = {v: k for k, v in _DTYPES.items()}
-    stored[key] = {"amp": names[best[0]], "channels_last": best[1], "seconds_per_step": {
-        f"{names[d]} {'channels_last' if f else 'contiguous'}": median[(d, f)] for d, f in options}}
-    atomic_write_json(path, stored)
+    _remember_cpu_choice(path, key, {"amp": names[best[0]], "channels_last": best[1], "seconds_per_step": {
+        f"{names[d]} {'channels_last' if f else 'contiguous'}": median[(d, f)] for d, f in options}})
     return best
+
+
+def _read_cpu_settings(path) -> dict:
+    """The measured choices stored in ``path`` ({} when there are none). The file is a
+    disposable cache: a damaged one is reported with a warning and measured afresh."""
+    if not path.exists():
+        return {}
+    try:
+        stored = json.loads(path.read_text())
+    except (json.JSONDecodeError, UnicodeDecodeError, OSError) as e:
+        warnings.warn(f"the CPU-settings cache {path} is damaged ({e}); measuring again and rewriting it",
+                      stacklevel=3)
+        return {}
+    if not isinstance(stored, dict):
+        warnings.warn(f"the CPU-settings cache {path} holds a JSON {type(stored).__name__}, not an object; "
+                      "measuring again and rewriting it", stacklevel=3)
+        return {}
+    return stored
+
+
+def _stored_choice(entry) -> Optional[tuple]:
+    """``(dtype, channels_last)`` of a stored entry; None when absent or malformed."""
+    if isinstance(entry, dict) and entry.get("amp") in _DTYPES and isinstance(entry.get("channels_last"), bool):
+        return _DTYPES[entry["amp"]], entry["channels_last"]
+    return None
+
+
+@contextmanager
+def _file_lock(path):
+    """An exclusive lock on ``<path>.lock`` (``fcntl``; where that is missing, no lock)."""
+    lock_path = path.with_name(path.name + ".lock")
+    lock_path.parent.mkdir(parents=True, exist_ok=True)
+    with open(lock_path, "a") as handle:
+        try:
+            import fcntl
+        except ImportError:  # Windows: writes are still atomic, a rare lost update is re-measured
+            yield
+            return
+        fcntl.flock(handle.fileno(), fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(handle.fileno(), fcntl.LOCK_UN)
+
+
+def _remember_cpu_choice(path, key: str, entry: dict) -> None:
+    """Add one measured choice to the cache file: read, merge and write under a lock, so
+    that processes measuring at the same time keep each other's entries."""
+    with _file_lock(path):
+        stored = _read_cpu_settings(path)
+        stored[key] = entry
+        atomic_write_json(path, stored)
 
 
 def training_settings(model: nn.Module, train_loader, device: torch.device, amp="auto", channels_last="auto",

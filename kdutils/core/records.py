@@ -11,6 +11,7 @@ import json
 import platform
 import re
 import time
+import warnings
 from pathlib import Path
 from typing import Any, Iterable, Mapping, Optional, Sequence
 
@@ -22,10 +23,17 @@ _NAME_RE = re.compile(r"^[A-Za-z0-9_.=+-]+$")
 
 
 def check_name(name: str, what: str = "run name") -> str:
-    if not isinstance(name, str) or not _NAME_RE.match(name):
+    """``name`` when it is safe as one file or folder name; else a ``ValueError`` saying why.
+
+    Allowed: letters, digits and ``_ . = + -``, not empty and not only dots (``.`` and
+    ``..`` would write into the folder itself or its parent).
+    """
+    if not isinstance(name, str):
+        raise ValueError(f"{what} must be text (a str), got {type(name).__name__} {name!r}; quote it, e.g. '{name}'")
+    if not _NAME_RE.match(name) or set(name) == {"."}:
         raise ValueError(
-            f"{what} {name!r} may only use letters, digits and _ . = + - "
-            "(it becomes a file name)"
+            f"{what} {name!r} may only use letters, digits and _ . = + -, must not be empty "
+            "and must not be only dots (it becomes a file name or a folder name)"
         )
     return name
 
@@ -110,12 +118,50 @@ def save_record(record: Mapping, root: Optional[Path] = None) -> Path:
     return path
 
 
+class CorruptRecordError(ValueError):
+    """A record file that is not a JSON object (truncated, emptied, edited by hand)."""
+
+    def __init__(self, path: Path, problem: str):
+        self.path = Path(path)
+        super().__init__(
+            f"results record {self.path} is damaged ({problem}). Move it aside (e.g. rename it to "
+            f"{self.path.name}.bad) to train the run again, or restore it from a backup; "
+            "fit(...) with the same run does the former by itself.")
+
+
+def read_record(path: Path) -> dict:
+    """The record stored in ``path``; :class:`CorruptRecordError` names the file when it is
+    not a JSON object."""
+    path = Path(path)
+    try:
+        rec = json.loads(path.read_text())
+    except (json.JSONDecodeError, UnicodeDecodeError) as e:
+        raise CorruptRecordError(path, f"not valid JSON: {e}") from e
+    if not isinstance(rec, dict):
+        raise CorruptRecordError(path, f"a JSON {type(rec).__name__}, not an object")
+    return rec
+
+
+def set_aside(path: Path) -> Path:
+    """Rename a damaged file to ``<name>.corrupt-<timestamp>`` (never deleted) and return the
+    new path; tables and ``fit`` no longer see it."""
+    path = Path(path)
+    target = path.with_name(f"{path.name}.corrupt-{time.strftime('%Y%m%d-%H%M%S')}")
+    n = 1
+    while target.exists():
+        target = path.with_name(f"{path.name}.corrupt-{time.strftime('%Y%m%d-%H%M%S')}-{n}")
+        n += 1
+    path.rename(target)
+    return target
+
+
 def load_record(part: str, run: str, profile: str, root: Optional[Path] = None) -> Optional[dict]:
+    """The run's record, None when there is none; :class:`CorruptRecordError` (naming the
+    file) when it is damaged."""
     path = record_path(part, run, profile, root)
     if not path.exists():
         return None
-    with open(path) as f:
-        return json.load(f)
+    return read_record(path)
 
 
 def is_finished(record: Optional[Mapping]) -> bool:
@@ -123,13 +169,19 @@ def is_finished(record: Optional[Mapping]) -> bool:
 
 
 def load_records(part: str, profile: str, root: Optional[Path] = None) -> list[dict]:
-    """All records of one part and profile, sorted by creation time."""
+    """All records of one part and profile, sorted by creation time. A damaged record is
+    skipped with a warning that names its file."""
     folder = Path(root or results_dir()) / profile / check_name(part, "part")
     out = []
     for p in sorted(folder.glob("*.json")):
-        with open(p) as f:
-            out.append(json.load(f))
-    return sorted(out, key=lambda r: (r.get("created", ""), r["run"]))
+        try:
+            rec = read_record(p)
+        except CorruptRecordError as e:
+            warnings.warn(f"skipped: {e}", stacklevel=2)
+            continue
+        rec.setdefault("run", p.stem)
+        out.append(rec)
+    return sorted(out, key=lambda r: (str(r.get("created", "")), str(r["run"])))
 
 
 def get_field(rec: Mapping, key: str):

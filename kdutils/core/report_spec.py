@@ -75,7 +75,10 @@ class PartSpec:
     table is cut to ``max_rows``); ``contenders``: a regular expression for the runs that
     compete for the highlight (empty: every row of the first table); ``opinion_title``:
     the heading of the part's ``OPINION`` on the page; ``sizes``: the dotted keys of the
-    number of train and test images (shown in the data line).
+    number of train and test images (shown in the data line); ``source``: the dotted key of
+    the record field that names the data actually used (a folder: its last component is
+    shown in the data line, e.g. part 4's face folder), so the page never names a data set
+    the run did not use.
     """
 
     part: str
@@ -90,6 +93,7 @@ class PartSpec:
     contenders: str = ""
     opinion_title: str = "Opinion"
     sizes: tuple = ("n_train", "n_test")  # record keys of the train / test image counts
+    source: str = ""  # record key naming the data used (e.g. "params.faces")
 
 
 def format_cell(value, kind: str) -> str:

@@ -24,8 +24,11 @@ weights are loaded) unless ``force``, and only when it was trained with the same
 from __future__ import annotations
 
 import json
+import os
 import sys
+import tempfile
 import time
+import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable, Iterable, Optional
@@ -33,12 +36,16 @@ from typing import Any, Callable, Iterable, Optional
 import torch
 from torch import nn
 
+from kdutils.core import distributed as D
 from kdutils.core import records as R
+from kdutils.core import rehearsal
 from kdutils.core.counting import count_flops, count_params
 from kdutils.core.fileio import atomic_torch_save
+from kdutils.core.loader import loader_fingerprint
 from kdutils.core.objective import Batch, CrossEntropy, FeatureTaps, Objective
 from kdutils.core.outputs import primary_logits
 from kdutils.core.precision import autocast_context, resolve_amp, resolve_device, training_settings
+from kdutils.core import live_curves
 from kdutils.core.profiles import is_headless, runs_dir
 from kdutils.core.recipe import Recipe
 
@@ -52,7 +59,8 @@ class Run:
     checkpoint ``runs/checkpoints/<profile>/<part>/<name>.pt``.
 
     ``params`` are the settings that define the run: a finished run is reused only when
-    they (and the epochs) match. ``extra`` are further fields for the record (a label,
+    they match, and so do the epochs, the recipe, the seed and the data (a fingerprint of
+    the training and test loaders); otherwise ``fit`` raises and names the change. ``extra`` are further fields for the record (a label,
     where the weights came from, ...), never compared.
     """
 
@@ -134,7 +142,7 @@ def evaluate(model: nn.Module, loader, device="auto", amp="auto", channels_last=
     c5 = torch.zeros((), device=device, dtype=torch.long)
     n = 0
     try:
-        for batch in loader:
+        for batch in rehearsal.eval_batches(loader):
             x, y = batch[0].to(device, non_blocking=True), batch[1].to(device, non_blocking=True)
             with autocast_context(device, dtype):
                 z = pick(model(x)).float()
@@ -170,11 +178,51 @@ def predict_logits(model: nn.Module, loader, device="auto", amp="auto", output: 
 
 # --------------------------------------------------------------------------- checkpoints
 def save_checkpoint(path: Path, state: dict) -> None:
-    atomic_torch_save(state, path)
+    """Write a checkpoint atomically; a full disk raises ``DiskFullError`` ("disk full while
+    writing <path>; the previous checkpoint is intact")."""
+    atomic_torch_save(state, path, what="checkpoint")
+
+
+class CorruptCheckpointError(ValueError):
+    """A checkpoint file that cannot be read (truncated, zero bytes, not a checkpoint)."""
 
 
 def load_checkpoint(path: Path, map_location="cpu") -> dict:
-    return torch.load(path, map_location=map_location, weights_only=True)
+    """The state dict saved in ``path``; :class:`CorruptCheckpointError` names the file and
+    the two ways on when it cannot be read."""
+    path = Path(path)
+    try:
+        state = torch.load(path, map_location=map_location, weights_only=True)
+        problem = None if isinstance(state, dict) and "model" in state else f"holds a {type(state).__name__}"
+    except FileNotFoundError:
+        raise
+    except Exception as e:  # EOFError, UnpicklingError, RuntimeError of a zip reader, ...
+        first_line = (str(e).strip().splitlines() or [""])[0][:160]
+        if "Weights only load failed" in first_line:  # torch's advice to unpickle unsafely does not apply
+            first_line = "it holds more than tensors and numbers, or is garbage"
+        problem, cause = f"{type(e).__name__}: {first_line}", e
+    else:
+        cause = None
+    if problem is not None:
+        raise CorruptCheckpointError(
+            f"checkpoint {path} cannot be used ({problem}): it is truncated, empty or not a checkpoint of "
+            f"this project. Move it aside (e.g. mv {path} {path}.bad) and run again to start the run over, "
+            "or pass force=True to retrain the run from scratch.") from cause
+    return state
+
+
+def _load_model_weights(model: nn.Module, state: dict, path: Path, label: str) -> None:
+    """``model.load_state_dict(state["model"])``; a checkpoint of another architecture raises
+    a ``ValueError`` naming the file and both models."""
+    try:
+        model.load_state_dict(state["model"])
+    except RuntimeError as e:
+        saved = state.get("model_class", "another model (the checkpoint does not say which)")
+        detail = str(e).strip().splitlines()
+        raise ValueError(
+            f"checkpoint {path} of run {label} holds the weights of {saved}, which do not fit the model "
+            f"given now ({type(model).__name__}): {' '.join(detail[:3])[:400]}. Build the model the run "
+            "was trained with, give this model another run name, or pass force=True to retrain the run.") from e
 
 
 def load_run_weights(model: nn.Module, run: Run, produced_by: str = "") -> nn.Module:
@@ -190,7 +238,7 @@ def load_run_weights(model: nn.Module, run: Run, produced_by: str = "") -> nn.Mo
         raise FileNotFoundError(
             f"no finished run {run.label} (profile {run.profile}) with a checkpoint at {path}.{hint}"
         )
-    model.load_state_dict(load_checkpoint(path)["model"])
+    _load_model_weights(model, load_checkpoint(path), path, run.label)
     return model
 
 
@@ -249,6 +297,8 @@ class _Session:
     start_epoch: int = 0
     progress: Any = None
     taps: Any = None
+    probe: Any = None  # a rehearsal's measurements (kdutils.core.rehearsal)
+    ddp: Any = None  # the DistributedDataParallel wrapper of ``model`` (kdutils.core.distributed)
 
     @property
     def label(self) -> str:
@@ -270,13 +320,18 @@ def fit(model: nn.Module, train_loader, test_loader=None, recipe: Optional[Recip
                         "build one with Recipe(epochs=..., lr=...) or Recipe.from_dict(settings)")
     rt = runtime or Runtime()
     objective = objective if objective is not None else CrossEntropy()
-    finished = _reuse_finished(model, run, recipe, rt)
+    _check_has_steps(train_loader)
+    identity = _run_identity(train_loader, test_loader, recipe, rt) if run is not None else None
+    finished = _reuse_finished(model, run, recipe, rt, identity)
     if finished is not None:
         return finished
+    if run is not None:
+        _check_writable(run)
     s = _start(model, train_loader, test_loader, recipe, objective, run, rt, params)
+    callbacks = (*callbacks, *live_curves.from_environment(run))  # KD_TENSORBOARD: live curves
     stopped = None
     try:
-        for epoch in range(s.start_epoch, recipe.epochs):
+        for epoch in range(s.start_epoch, rehearsal.epoch_limit(recipe.epochs)):
             if rt.budget_s is not None and s.elapsed >= rt.budget_s:
                 stopped = "budget"
                 break
@@ -294,15 +349,19 @@ def fit(model: nn.Module, train_loader, test_loader=None, recipe: Optional[Recip
     return _finish(s, stopped)
 
 
-def _reuse_finished(model: nn.Module, run: Optional[Run], recipe: Recipe, rt: Runtime) -> Optional[dict]:
+def _reuse_finished(model: nn.Module, run: Optional[Run], recipe: Recipe, rt: Runtime,
+                    identity: Optional[dict] = None) -> Optional[dict]:
     """The record of a finished run with the same settings (its weights loaded), else None."""
-    if run is None or rt.force:
+    if run is None:
         return None
-    rec = R.load_record(run.part, run.name, run.profile)
+    rec = _existing_record(run)  # (a damaged record is moved aside even when forced: never overwritten)
+    if rt.force:
+        return None
     if not (R.is_finished(rec) and run.checkpoint_path.exists()):
         return None
-    _check_same_settings(rec, run, recipe.epochs)
-    model.load_state_dict(load_checkpoint(run.checkpoint_path)["model"])
+    rehearsal.check_reuse(rec, run.label)
+    _check_same_settings(rec, run, recipe.epochs, identity)
+    _load_model_weights(model, load_checkpoint(run.checkpoint_path), run.checkpoint_path, run.label)
     if rt.log != "off":
         print(f"[{run.label}] finished before ({rec['status']}, best top1 "
               f"{(rec.get('best') or {}).get('test_top1')}); loaded its weights. force=True retrains.")
@@ -334,6 +393,8 @@ def _start(model, train, test, recipe: Recipe, objective: Objective, run: Option
         s.record = _new_record(s)
         _resume(s)
     s.progress = _Progress(s.label, recipe.epochs, len(train), rt.log)
+    s.probe = rehearsal.probe(dev)
+    D.attach(s)  # data-parallel when torchrun started this process (a no-op otherwise)
     return s
 
 
@@ -349,6 +410,7 @@ def _new_record(s: _Session) -> dict:
                         seed=s.rt.seed, epochs=s.recipe.epochs, n_params=count_params(s.model),
                         n_trainable=count_params(s.model, trainable_only=True), flops=flops,
                         budget_s=s.rt.budget_s, objective=repr(s.objective), recipe=s.recipe.as_dict(),
+                        data_fingerprint=_run_identity(s.train, s.test, s.recipe, s.rt)["data_fingerprint"],
                         **run.extra)
 
 
@@ -362,7 +424,11 @@ def _resume(s: _Session) -> None:
         raise ValueError(
             f"checkpoint {ck} was made for {state.get('epochs')} epochs, this call asks for "
             f"{s.recipe.epochs}; pass force=True to start over or use another run name")
-    s.model.load_state_dict(state["model"])
+    changes, _ = _identity_changes(state.get("identity") or {}, _run_identity(s.train, s.test, s.recipe, s.rt))
+    if changes:
+        raise ValueError(f"checkpoint {ck} of the interrupted run {s.label} was made with other settings "
+                         f"({_describe_changes(changes)}); pass force=True to start over or use another run name")
+    _load_model_weights(s.model, state, ck, s.label)
     s.optimizer.load_state_dict(state["optimizer"])
     s.scheduler.load_state_dict(state["scheduler"])
     s.scaler.load_state_dict(state["scaler"])
@@ -386,7 +452,7 @@ def _train_epoch(s: _Session, epoch: int) -> tuple:
     correct = torch.zeros((), device=s.device, dtype=torch.long)
     parts_sum: dict = {}
     seen, stopped, step = 0, None, 0
-    for step, data in enumerate(s.train):
+    for step, data in enumerate(rehearsal.train_batches(s.train, s.probe)):
         batch = Batch(data[0], data[1], data[2] if len(data) > 2 else None, epoch, s.taps.features)
         out, loss, parts = _step(s, batch)
         with torch.no_grad():
@@ -400,14 +466,16 @@ def _train_epoch(s: _Session, epoch: int) -> tuple:
         every = s.rt.nan_check_every
         if every and (step + 1) % every == 0 and not torch.isfinite(loss_sum):
             _raise_nan(s.label, epoch, step, s.start_epoch)
-        if s.rt.budget_s is not None and s.elapsed + (time.perf_counter() - t0) >= s.rt.budget_s:
+        if s.rt.budget_s is not None and D.any_rank(s, s.elapsed + (time.perf_counter() - t0) >= s.rt.budget_s):
             stopped = "budget"
             break
+    loss_sum, correct, seen, parts_sum, seconds = D.epoch_totals(s, loss_sum, correct, seen, parts_sum,
+                                                                 time.perf_counter() - t0)
     if not torch.isfinite(loss_sum):
         _raise_nan(s.label, epoch, step, s.start_epoch)
     row = {"epoch": epoch + 1, "train_loss": loss_sum.item() / max(seen, 1),
            "train_top1": 100.0 * correct.item() / max(seen, 1),
-           "lr": s.optimizer.param_groups[0]["lr"], "seconds": time.perf_counter() - t0}
+           "lr": s.optimizer.param_groups[0]["lr"], "seconds": seconds}
     for k, v in parts_sum.items():
         row[f"train_{k}"] = v.item() / max(seen, 1)
     return row, stopped
@@ -416,7 +484,7 @@ def _train_epoch(s: _Session, epoch: int) -> tuple:
 def _step(s: _Session, batch: Batch) -> tuple:
     """Forward (under autocast), objective, backward, clip, optimiser and schedule step."""
     with autocast_context(s.device, s.dtype):
-        out = s.model(batch.x)
+        out = (s.model if s.ddp is None else s.ddp)(batch.x)
     loss, parts = s.objective(out, batch)
     s.optimizer.zero_grad(set_to_none=True)
     s.scaler.scale(loss).backward()
@@ -432,7 +500,7 @@ def _step(s: _Session, batch: Batch) -> tuple:
 def _test_epoch(s: _Session, epoch: int, row: dict, stopped) -> None:
     """Test columns (every ``eval_every`` epochs, after the last one and when stopping)."""
     t0 = time.perf_counter()
-    last = epoch + 1 == s.recipe.epochs
+    last = epoch + 1 == rehearsal.epoch_limit(s.recipe.epochs)
     if s.test is not None and ((epoch + 1) % s.recipe.eval_every == 0 or last or stopped):
         ev = evaluate(s.model, s.test, s.device, s.dtype, s.channels_last)
         row.update(test_loss=ev["loss"], test_top1=ev["top1"], test_top5=ev["top5"])
@@ -441,8 +509,8 @@ def _test_epoch(s: _Session, epoch: int, row: dict, stopped) -> None:
 
 
 def _save(s: _Session, status: str) -> None:
-    """Checkpoint (atomic) and record after an epoch."""
-    if s.run is None:
+    """Checkpoint (atomic) and record after an epoch (rank 0 only under torchrun)."""
+    if s.run is None or not D.is_writer():
         return
     objective_state = s.objective.state_dict()
     save_checkpoint(s.run.checkpoint_path, {
@@ -450,7 +518,8 @@ def _save(s: _Session, status: str) -> None:
         "scheduler": s.scheduler.state_dict(), "scaler": s.scaler.state_dict(),
         "objective": objective_state if len(objective_state) else {},
         "epoch": len(s.history) and s.history[-1]["epoch"], "epochs": s.recipe.epochs, "history": s.history,
-        "elapsed": s.elapsed, "created": s.record["created"],
+        "elapsed": s.elapsed, "created": s.record["created"], "model_class": type(s.model).__name__,
+        "identity": _run_identity(s.train, s.test, s.recipe, s.rt),
     })
     _fill(s.record, s.history, s.elapsed, status, None)
     R.save_record(s.record)
@@ -460,7 +529,8 @@ def _finish(s: _Session, stopped) -> dict:
     status = "budget" if stopped == "budget" else "complete"
     record = s.record if s.record is not None else {"run": None, "params": {}}
     _fill(record, s.history, s.elapsed, status, s.recipe.epochs)
-    if s.run is not None:
+    rehearsal.annotate(record, s)
+    if s.run is not None and D.is_writer():
         R.save_record(record)
     if stopped == "budget" and s.rt.log != "off":
         print(f"[{s.label}] wall-clock budget of {s.rt.budget_s:.0f}s spent after {len(s.history)} epoch(s); "
@@ -468,20 +538,115 @@ def _finish(s: _Session, stopped) -> dict:
     return record
 
 
-def _check_same_settings(rec: dict, run: Run, epochs: int) -> None:
-    """A finished run is reused only for the settings it was trained with."""
+def _check_same_settings(rec: dict, run: Run, epochs: int, identity: Optional[dict] = None) -> None:
+    """A finished run is reused only for the settings it was trained with: its ``params``,
+    the epochs and (:func:`_run_identity`) its data, recipe and seed. A record written before
+    these were kept is reused with a warning that says it could not be checked."""
     saved = json.loads(json.dumps(rec.get("params", {}), default=str))
     asked = json.loads(json.dumps(run.params, default=str))
     # Settings named by both must agree; a label the caller leaves out is no conflict.
     diff = {k: (saved[k], asked[k]) for k in set(saved) & set(asked) if saved[k] != asked[k]}
     if rec.get("epochs") != epochs:
         diff["epochs"] = (rec.get("epochs"), epochs)
+    changes, unknown = _identity_changes(rec, identity or {})
+    diff.update(changes)
     if diff:
-        changes = ", ".join(f"{k}: {a!r} -> {b!r}" for k, (a, b) in sorted(diff.items()))
         raise ValueError(
-            f"run {run.label} ({run.profile}) finished before with other settings ({changes}). "
+            f"run {run.label} ({run.profile}) finished before with other settings ({_describe_changes(diff)}). "
             "Pass force=True to retrain it, or give the new settings another run name."
         )
+    if unknown:
+        warnings.warn(
+            f"run {run.label} ({run.profile}) finished before, but its record does not say which "
+            f"{', '.join(unknown)} it was trained with, so fit cannot check that they match; reusing it. "
+            "Pass force=True to retrain it, or give the new settings another run name.", stacklevel=4)
+
+
+#: Recipe fields that change what is recorded (how often the test set is read), not the model.
+_RECIPE_NOT_COMPARED = ("eval_every",)
+
+
+def _run_identity(train, test, recipe: Recipe, rt: Runtime) -> dict:
+    """What decides a run's result besides ``Run.params``: the data (fingerprints of the
+    training and test loaders: images, labels, loader settings; None for a loader that
+    cannot be fingerprinted), the recipe and the seed. Kept in records and checkpoints."""
+    return {"data_fingerprint": {"train": loader_fingerprint(train),
+                                 "test": loader_fingerprint(test) if test is not None else None},
+            "recipe": recipe.as_dict(), "seed": rt.seed}
+
+
+def _identity_changes(saved: dict, asked: dict) -> tuple:
+    """``(changes, unknown)`` between a stored identity (a record or a checkpoint) and this
+    call's: ``{key: (stored, now)}`` of the values that differ, and the keys whose stored
+    value is missing (older files). Fields known on one side only are not compared."""
+    plain = lambda v: json.loads(json.dumps(v, default=str))  # noqa: E731
+    changes, unknown = {}, []
+    for key, now in plain(asked).items():
+        before = plain(saved.get(key))
+        if before is None:
+            unknown.append(key.replace("_", " "))
+        elif isinstance(now, dict) and isinstance(before, dict):
+            for k in sorted((set(before) & set(now)) - set(_RECIPE_NOT_COMPARED)):
+                if before[k] != now[k]:
+                    if None in (before[k], now[k]):
+                        unknown.append(f"{key.replace('_', ' ')} ({k})")
+                    else:
+                        changes[f"{key}.{k}"] = (before[k], now[k])
+        elif before != now:
+            changes[key] = (before, now)
+    return changes, unknown
+
+
+def _describe_changes(diff: dict) -> str:
+    """``"lr: 0.1 -> 0.05, training data: fingerprint 'ab..' -> 'cd..'"``."""
+    names = {"data_fingerprint.train": "training data (images, labels or loader settings)",
+             "data_fingerprint.test": "test data (images, labels or loader settings)"}
+    return ", ".join(f"{names.get(k, k)}: {a!r} -> {b!r}" for k, (a, b) in sorted(diff.items()))
+
+
+def _existing_record(run: Run) -> Optional[dict]:
+    """The run's record; a damaged one is moved aside (``<name>.corrupt-<time>``, never
+    deleted) with a warning, and the run then counts as having no record."""
+    try:
+        return R.load_record(run.part, run.name, run.profile)
+    except R.CorruptRecordError as e:
+        moved = R.set_aside(e.path)
+        warnings.warn(f"{e} Moved it aside to {moved}; {run.label} runs as if it had no record "
+                      "(resuming from its checkpoint, if there is one).", stacklevel=4)
+        return None
+
+
+def _check_writable(run: Run) -> None:
+    """Write and remove a probe file where the run's record and checkpoint go, so that a
+    read-only output folder is reported before training, not after the first epoch."""
+    for folder in (R.record_path(run.part, run.name, run.profile).parent, run.checkpoint_path.parent):
+        try:
+            folder.mkdir(parents=True, exist_ok=True)
+            fd, probe = tempfile.mkstemp(prefix=".write-probe.", dir=folder)
+            os.close(fd)
+            os.unlink(probe)
+        except OSError as e:
+            raise PermissionError(
+                f"cannot write to {folder} ({e.strerror or e}), where run {run.label} keeps its record and "
+                "checkpoint. Make the folder writable, or set KD_OUTPUT_ROOT to a writable folder and "
+                "start again.") from e
+
+
+def _check_has_steps(train) -> None:
+    """A training loader that yields no batch would record an untrained model as complete."""
+    try:
+        steps = len(train)
+    except TypeError:  # an iterable without a length
+        return
+    if steps == 0:
+        n = getattr(train, "num_samples", None)
+        if n is None and hasattr(train, "dataset"):
+            n = len(train.dataset)
+        raise ValueError(
+            f"the training loader yields no batch: {n if n is not None else 'too few'} training images, batch size "
+            f"{getattr(train, 'batch_size', '?')}, drop_last={getattr(train, 'drop_last', '?')}, so every "
+            "epoch would train 0 steps. Use a batch size of at most the number of training images, "
+            "drop_last=False, or more training data.")
 
 
 def _fill(record: dict, history: list, elapsed: float, status: str, epochs: Optional[int]) -> None:

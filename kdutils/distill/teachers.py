@@ -20,8 +20,8 @@ submodule: they are not the run's state and stay out of its checkpoints.
 """
 from __future__ import annotations
 
-import hashlib
 import time
+import warnings
 from pathlib import Path
 from typing import Optional, Sequence
 
@@ -31,8 +31,10 @@ from torch import nn
 
 from kdutils.core.data import cache_dir
 from kdutils.core.fileio import atomic_torch_save
+from kdutils.core.loader import loader_fingerprint
 from kdutils.core.objective import Batch, FeatureTaps, check_unit
 from kdutils.core.outputs import primary_logits
+from kdutils.core import rehearsal
 from kdutils.core.precision import autocast_context, resolve_amp
 
 
@@ -78,21 +80,6 @@ class LiveTeacher(TeacherSource):
         return f"{type(self.model).__name__}" + (f", features {self.feature_layers}" if self.feature_layers else "")
 
 
-def loader_fingerprint(teacher: nn.Module, loader, dtype) -> str:
-    """A key that changes with the teacher's weights, the data and every loader setting."""
-    h = hashlib.sha1()
-    for name, t in teacher.state_dict().items():
-        h.update(name.encode())
-        h.update(t.detach().cpu().contiguous().view(-1).view(torch.uint8).numpy().tobytes())
-    h.update(loader.images.cpu().numpy().tobytes())
-    h.update(loader.labels.cpu().numpy().tobytes())
-    cfg = (loader.batch_size, loader.crop, loader.padding, loader.flip, loader.cutout, loader.drop_last,
-           loader.seed, loader.mean.flatten().tolist(), loader.inv_std.flatten().tolist(),
-           loader.device.type, str(dtype))
-    h.update(repr(cfg).encode())
-    return h.hexdigest()[:20]
-
-
 class TeacherLogits:
     """The teacher's logits for the exact images a training loader yields, epoch by epoch.
 
@@ -110,8 +97,9 @@ class TeacherLogits:
     def __init__(self, teacher: nn.Module, loader, amp="auto", cache: bool = True):
         self.teacher, self.loader = teacher, loader
         self.dtype = resolve_amp(amp, loader.device)
-        self.key = loader_fingerprint(teacher, loader, self.dtype)
-        self.folder: Optional[Path] = cache_dir() / "teacher_logits" / self.key if cache else None
+        self.key = loader_fingerprint(loader, teacher, extra=(loader.device.type, str(self.dtype)))
+        # (a rehearsal computes only the batches of its capped epochs: own cache entries)
+        self.folder: Optional[Path] = cache_dir() / "teacher_logits" / rehearsal.cache_name(self.key) if cache else None
         self._epochs: dict = {}
 
     def __call__(self, epoch: int) -> torch.Tensor:
@@ -119,13 +107,29 @@ class TeacherLogits:
         leaves out (``drop_last``) are NaN."""
         if epoch not in self._epochs:
             path = self.folder / f"epoch{epoch:03d}.pt" if self.folder else None
-            if path is not None and path.exists():
-                self._epochs[epoch] = torch.load(path, map_location=self.loader.device, weights_only=True)
+            cached = self._load_cached(path) if path is not None and path.exists() else None
+            if cached is not None:
+                self._epochs[epoch] = cached
             else:
                 self._epochs[epoch] = self._compute(epoch)
                 if path is not None:
                     atomic_torch_save(self._epochs[epoch].cpu(), path)
         return self._epochs[epoch]
+
+    def _load_cached(self, path: Path) -> Optional[torch.Tensor]:
+        """The cached logits in ``path``; None (with a warning) when the file is damaged or
+        holds something else: the cache is disposable and the caller rebuilds it."""
+        n = self.loader.num_samples
+        try:
+            table = torch.load(path, map_location=self.loader.device, weights_only=True)
+            if isinstance(table, torch.Tensor) and table.ndim == 2 and table.shape[0] == n:
+                return table
+            problem = f"holds {type(table).__name__} {tuple(getattr(table, 'shape', ()))}, not ({n}, classes) logits"
+        except Exception as e:  # truncated, zero bytes, not a torch file
+            problem = f"cannot be read ({type(e).__name__}: {e})"
+        warnings.warn(f"teacher-logits cache {path} {problem}; computing the logits again and rewriting it",
+                      stacklevel=3)
+        return None
 
     @torch.no_grad()
     def _compute(self, epoch: int) -> torch.Tensor:
@@ -136,7 +140,7 @@ class TeacherLogits:
         out = None
         try:
             loader.set_epoch(epoch)
-            for x, _, idx in loader:
+            for x, _, idx in rehearsal.train_batches(loader):
                 with autocast_context(loader.device, self.dtype):
                     z = teacher(x).float()
                 if out is None:

@@ -10,8 +10,9 @@ themselves on import.
 """
 from __future__ import annotations
 
-from typing import Callable, Dict
+from typing import Callable, Dict, Optional
 
+import torch
 from torch import nn
 
 from kdutils.core.counting import count_flops, count_macs, count_params
@@ -48,8 +49,14 @@ def available_models() -> list[str]:
     return sorted(_REGISTRY)
 
 
-def build_model(name: str, num_classes: int, **options) -> nn.Module:
-    """Build a registered model. Unknown names raise a ``ValueError`` listing the known ones."""
+def build_model(name: str, num_classes: int, *, seed: Optional[int] = None, **options) -> nn.Module:
+    """Build a registered model. Unknown names raise a ``ValueError`` listing the known ones.
+
+    ``seed``: the initial weights are drawn after ``torch.manual_seed(seed)``, inside
+    ``torch.random.fork_rng`` so the caller's random state is left as it was. Give every
+    model that is trained the run's seed: torch seeds each new process differently, so
+    without it two runs of a notebook start from different weights.
+    """
     _load_families()
     if name not in _REGISTRY:
         raise ValueError(
@@ -58,7 +65,11 @@ def build_model(name: str, num_classes: int, **options) -> nn.Module:
         )
     if not isinstance(num_classes, int) or num_classes < 1:
         raise ValueError(f"num_classes must be a positive int, got {num_classes!r}")
-    return _REGISTRY[name](num_classes=num_classes, **options)
+    if seed is None:
+        return _REGISTRY[name](num_classes=num_classes, **options)
+    with torch.random.fork_rng(devices=[]):  # the weights are made on the CPU
+        torch.manual_seed(seed)
+        return _REGISTRY[name](num_classes=num_classes, **options)
 
 
 def check_param_budget(model: nn.Module, budget: int, what: str = "model") -> int:

@@ -524,6 +524,13 @@ def wrn_40_2(num_classes: int = 100, **options) -> CifarResNet:
     return wrn(num_classes, depth=40, widen_factor=2, **options)
 
 
+@_register("wrn_28_2")
+def wrn_28_2(num_classes: int = 100, **options) -> CifarResNet:
+    """WRN-28-2, about 1.5M parameters: between WRN-40-2 and WRN-16-2 in depth, the teacher
+    assistant of part 2's TAKD chain (Mirzadeh et al. 2020)."""
+    return wrn(num_classes, depth=28, widen_factor=2, **options)
+
+
 @_register("proposal")
 def proposal(
     num_classes: int = 100,

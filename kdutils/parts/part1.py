@@ -16,7 +16,7 @@ from kdutils.core import data as D
 from kdutils.core import findings as F
 from kdutils.core import records as R
 from kdutils.core.loader import loaders_for
-from kdutils.core.profiles import Setup
+from kdutils.core.profiles import Setup, resolve
 from kdutils.core.objective import CrossEntropy
 from kdutils.core.precision import autocast_context, resolve_amp, resolve_channels_last, resolve_device
 from kdutils.core.recipe import Recipe
@@ -85,31 +85,43 @@ def cifar_sets(name: str, setup: Setup, train_per_class: Optional[int] = None,
     """Train and test :class:`~kdutils.core.data.ImageSet` for the setup's profile.
 
     Smoke: generated pickles (``data.smoke_root``). Otherwise ``setup.data_root`` holding
-    torchvision's pickles or ``<name>/{train,test}/<class>/*.png``. The full profile
-    downloads the official archive with torchvision when neither is there (e.g. on Colab).
+    torchvision's pickles or ``<name>/{train,test}/<class>/*.png`` (the setting
+    ``image_size=(H, W)`` resizes the images of such a tree while loading). When neither is
+    there (a fresh clone, Colab), every profile but smoke downloads the official archive
+    (torchvision's URL and md5, :func:`kdutils.core.datasets.obtain`). The per-class subsets
+    are drawn from the first ``data.SUBSET_POOL`` images per class by file name, so the whole
+    set and a sample tree of those images give the same subset.
     """
     if setup.data_root is None:
         root, check = D.smoke_root(name), False
     else:
         root, check = setup.data_root, True
-    download = setup.profile == "full" and not D.has_cifar(name, root)
-    tr = D.load_dataset(name, root, "train", check_md5=check, download=download)
-    te = D.load_dataset(name, root, "test", check_md5=check, download=download)
+    download = setup.data_root is not None and not D.has_cifar(name, root)
+    size = setup.settings.get("image_size")  # (H, W): resize an image tree of mixed sizes while loading
+    extra = {"size": tuple(size)} if size else {}
+    tr = D.load_dataset(name, root, "train", check_md5=check, download=download, **extra)
+    te = D.load_dataset(name, root, "test", check_md5=check, download=download, **extra)
+    pool = D.SUBSET_POOL.get(name, {})
     if train_per_class:
-        tr = tr.per_class(train_per_class)
+        tr = tr.per_class(train_per_class, pool=pool.get("train"))
     if test_per_class:
-        te = te.per_class(test_per_class)
+        te = te.per_class(test_per_class, pool=pool.get("test"))
     return tr, te
 
 
-def cifar_loaders(name: str, train_set, test_set, recipe: dict, seed: int = 0, device="auto"):
+#: The seed of every part-1 run: its model's initial weights (``build_model(..., seed=SEED)``),
+#: the data order and the augmentations.
+SEED = 0
+
+
+def cifar_loaders(name: str, train_set, test_set, recipe: dict, seed: int = SEED, device="auto"):
     mean, std = D.NORMALIZATION[name]
     return loaders_for(train_set, test_set, recipe["batch_size"], mean, std, device=device,
                        padding=recipe["padding"], flip=recipe["flip"], cutout=recipe["cutout"], seed=seed)
 
 
 def train_with_recipe(model, run: Run, recipe: dict, train_loader, test_loader, objective=None,
-                      force: bool = False, seed: int = 0) -> dict:
+                      force: bool = False, seed: int = SEED) -> dict:
     """``fit`` with the framework's fixed settings (the one framework of parts 1-2).
 
     ``recipe`` is a profile's :data:`CIFAR100_RECIPE` entry: its optimisation settings
@@ -154,6 +166,53 @@ def select_entries(path: Sequence[Mapping], models: str = "") -> list:
             f"models={models!r}: no ablation row called {', '.join(unknown)}; use a comma list of "
             f"{', '.join(run_name(e) for e in path)} (or leave it empty for every row)")
     return [e for e in path if wanted & names(e)]
+
+
+# --------------------------------------------------------------------------- the notebook's runs
+#: Per profile: the trained width (``width_mult``) and the size of the step timing that
+#: projects the full run (``timing_batch`` None: the recipe's batch). Notebook 01 and
+#: ``kdutils.tools.launch`` read it from here.
+SETTINGS = {
+    "smoke": dict(width_mult=0.125, timing_batch=2, timing_steps=1),
+    "quick": dict(width_mult=0.25, timing_batch=32, timing_steps=2),
+    "full": dict(width_mult=1.0, timing_batch=None, timing_steps=10),
+}
+
+
+def resolve_setup(profile: Optional[str] = None, data_root: Optional[str] = None,
+                  width_mult: Optional[float] = None, rehearse: Optional[bool] = None) -> Setup:
+    """Part 1's :class:`~kdutils.core.profiles.Setup`: :data:`SETTINGS` of the profile, with
+    ``width_mult`` when it is not None (see :func:`kdutils.core.profiles.resolve`)."""
+    return resolve(profile, data_root, SETTINGS, overrides={"width_mult": width_mult}, rehearse=rehearse)
+
+
+def entry_for(run: str, width_mult: float, path: Sequence[Mapping] = ABLATION_PATH) -> Mapping:
+    """The row of ``path`` whose run name at ``width_mult`` is ``run`` (e.g. ``resnet-18_w0.125``),
+    else the one row :func:`select_entries` finds by its display, run or model name."""
+    for entry in path:
+        if run == run_name(entry, width_mult):
+            return entry
+    try:
+        found = select_entries(path, run)
+    except ValueError:
+        found = []
+    if len(found) == 1:
+        return found[0]
+    raise ValueError(f"part1 has no run {run!r} at width x{width_mult:g}; its runs: "
+                     f"{', '.join(run_name(e, width_mult) for e in path)}")
+
+
+def train_entry(entry: Mapping, setup: Setup, recipe: dict, train_loader, test_loader, num_classes: int,
+                force: bool = False) -> dict:
+    """Train the ablation row ``entry`` as notebook 01 does (the setup's width, :data:`SEED`,
+    record and checkpoint :func:`run_name`); returns its record (a finished run is reused)."""
+    width = setup["width_mult"]
+    model = build_model(entry["model"], num_classes, width_mult=width, seed=SEED, **entry["options"])
+    run = Run("part1", run_name(entry, width), setup.profile,
+              params={"model": entry["model"], "options": entry["options"], "width_mult": width},
+              extra={"label": entry["name"], "change": entry["change"], "width_mult": width,
+                     "n_train": train_loader.num_samples, "n_test": test_loader.num_samples})
+    return train_with_recipe(model, run, recipe, train_loader, test_loader, force=force)
 
 
 def path_records(path: Sequence[Mapping], part: str, profile: str, width_mult: float = 1.0) -> dict:
@@ -462,3 +521,16 @@ REPORT = S.PartSpec(
     baseline=r"^resnet-18(_w[\d.]+)?$",
     opinion_title="Proposal",
 )
+
+
+# --------------------------------------------------------------------------- notebook parameters
+from kdutils.core import params as P  # noqa: E402  (the notebook's parameter spec closes the module)
+
+#: What the notebook's ``parameters`` cell may hold; its next cell checks them before any work.
+PARAMETERS = {
+    **P.COMMON,
+    "epochs": P.integer(1, optional=True, help="epochs of every row"),
+    "width_mult": P.number(0, 4, low_open=True, optional=True, help="trained width, 1.0 = the real networks"),
+    "budget_hours": P.number(0, low_open=True, help="wall-clock training budget per run"),
+    "models": P.text(help="comma list of rows to train; empty: all"),
+}

@@ -23,16 +23,19 @@ same architecture is the objective (and the teacher), nothing else.
 from __future__ import annotations
 
 import math
+import re
 from dataclasses import dataclass
-from typing import Iterable, Mapping, Optional
+from typing import Iterable, Mapping, Optional, Sequence
 
 import torch
 from torch import nn
 
 from kdutils.core import findings as F
-from kdutils.core.records import get_field, records_table
+from kdutils.core.profiles import Setup, resolve
+from kdutils.core.records import get_field, load_record, records_table
+from kdutils.core.seeds import difference, describe, seed_table, seeded_name
 from kdutils.core.train import Run, load_run_weights
-from kdutils.distill import objectives
+from kdutils.distill import methods, objectives
 from kdutils.distill.teachers import LiveTeacher
 from kdutils.models import build_model
 from kdutils.parts.part1 import train_with_recipe
@@ -48,7 +51,38 @@ METHODS = {
     "tfkd_reg": "Tf-KD reg",
     "no_ls": "CE without label smoothing",
     "pskd": "PS-KD",
+    "kd_ls": "KD + logit standardization",
+    "dkd": "DKD",
+    "fitnets": "FitNets (hint + regressor)",
+    "at": "attention transfer",
+    "rkd": "RKD (distance + angle)",
+    "dml": "DML (two students)",
+    "takd": "TAKD (via an assistant)",
 }
+
+#: The methods that distil from a frozen teacher network (the others have none).
+TEACHER_METHODS = ("kd", "tfkd_self", "kd_ls", "dkd", "fitnets", "at", "rkd", "takd")
+
+#: Hyper-parameters of the further methods (:mod:`kdutils.distill.methods`), the authors'
+#: CIFAR-100 values: KD + logit standardization at the authors' base temperature 2 (Sun et
+#: al. 2024; the KD row's alpha); DKD's alpha/beta/tau and warm-up (20 of 240 epochs, scaled
+#: to the recipe's epochs); FitNets and attention-transfer weights of Tian et al.'s benchmark
+#: (CRD, ICLR 2020: beta 100 and 1000); RKD's distance/angle weights 25/50; DML's KL at T = 1.
+METHOD_SETTINGS = {
+    "kd_ls": dict(tau=2.0),
+    "dkd": dict(alpha=1.0, beta=8.0, tau=4.0, warmup_share=20 / 240),
+    "fitnets": dict(beta=100.0, batch_norm=True),
+    "at": dict(beta=1000.0),
+    "rkd": dict(w_dist=25.0, w_angle=50.0),
+    "dml": dict(tau=1.0, weight=1.0),
+}
+
+#: Which modules of the CIFAR ResNets/WRNs the feature methods read: FitNets the middle
+#: stage's output, attention transfer every stage's, RKD the pooled embedding.
+FEATURE_LAYERS = dict(fitnets=("stages.1",), at=("stages.0", "stages.1", "stages.2"), rkd=("pool",))
+
+#: The teacher assistant of TAKD for a (teacher, student) pair: between them in depth.
+ASSISTANTS = {("wrn_40_2", "wrn_16_2"): "wrn_28_2"}
 
 #: Tf-KD reg's virtual teacher: the correct class gets ``a``; softened at ``tau`` and
 #: weighted by ``alpha`` (the defaults of :class:`kdutils.distill.objectives.TfKDRegLoss`).
@@ -80,8 +114,8 @@ class Experiment:
     def __post_init__(self):
         if self.method not in METHODS:
             raise ValueError(f"unknown method {self.method!r}; choose one of {sorted(METHODS)}")
-        if (self.teacher is not None) != (self.method in ("kd", "tfkd_self")):
-            raise ValueError(f"{self.key}: methods kd and tfkd_self need a teacher, the others none")
+        if (self.teacher is not None) != (self.method in TEACHER_METHODS):
+            raise ValueError(f"{self.key}: methods {', '.join(TEACHER_METHODS)} need a teacher, the others none")
 
     @property
     def label(self) -> str:
@@ -106,18 +140,25 @@ class Experiment:
         if self.teacher is not None:
             return f"{self.teacher.label} ({self.teacher.key})"
         return {"tfkd_reg": f"manual soft target (a={TFKD_REG['a']:g})",
-                "pskd": "itself, previous epoch"}.get(self.method, "-")
+                "pskd": "itself, previous epoch",
+                "dml": f"a peer {self.label}, trained alongside"}.get(self.method, "-")
 
-    def run(self, profile: str) -> Run:
-        """The run (record + checkpoint) of this experiment; its params feed the table."""
+    def run(self, profile: str, seed: int = 0) -> Run:
+        """The run (record + checkpoint) of this experiment trained with ``seed`` (run name
+        :func:`~kdutils.core.seeds.seeded_name`); its params feed the table."""
         params = dict(task=self.task, method=METHODS[self.method], method_key=self.method,
                       teacher=self.teacher_label, student=self.label, arch=self.arch,
                       width_mult=self.width_mult, alpha=self.alpha, tau=self.tau,
                       teacher_run=self.teacher.name if self.teacher is not None else None)
-        return Run(PART, self.name, profile, params=params)
+        settings = METHOD_SETTINGS.get(self.method)
+        if settings:  # a changed setting of a further method must not reuse the old run
+            params["method_settings"] = settings
+        params["seed"] = seed
+        return Run(PART, seeded_name(self.name, seed), profile, params=params)
 
 
-def part2_plan(teacher: str, student: str, alpha: float, tau: float, width_mult: float = 1.0) -> dict:
+def part2_plan(teacher: str, student: str, alpha: float, tau: float, width_mult: float = 1.0,
+               assistant: Optional[str] = None) -> dict:
     """Part 2's experiments, in the order they must run, keyed by a short id.
 
     ========= ===================== ============ ======================================
@@ -131,7 +172,18 @@ def part2_plan(teacher: str, student: str, alpha: float, tau: float, width_mult:
     tfkd_reg  student               -            TfKDRegLoss (manual soft target)
     no_ls     student               -            CE without label smoothing
     pskd      student               -            PSKDLoss (own past predictions)
+    kd_ls     student               task1 teach. KD(alpha, tau 2) + logit standardization
+    dkd       student               task1 teach. DKDLoss (decoupled KD)
+    fitnets   student               task1 teach. HintLoss (hint + regressor)
+    at        student               task1 teach. AttentionTransferLoss (every stage)
+    rkd       student               task1 teach. RKDLoss (pooled embedding)
+    dml       student               -            DMLLoss (a peer student)
+    assistant assistant             task1 teach. KD(alpha, tau) (TAKD's first link)
+    takd      student               assistant    KD(alpha, tau) (TAKD's second link)
     ========= ===================== ============ ======================================
+
+    The further methods (from ``kd_ls`` on) are in :data:`METHOD_SETTINGS`; TAKD's rows
+    appear when an ``assistant`` architecture is given or :data:`ASSISTANTS` knows the pair.
     """
     kd = dict(alpha=alpha, tau=tau, width_mult=width_mult)
     t1 = Experiment("task1_teacher", "Task 1", "baseline", teacher, width_mult)
@@ -149,24 +201,88 @@ def part2_plan(teacher: str, student: str, alpha: float, tau: float, width_mult:
         Experiment("no_ls", "Extra", "no_ls", student, width_mult),
         Experiment("pskd", "Extra", "pskd", student, width_mult, alpha=PSKD_ALPHA_T),
     ]
-    return {e.key: e for e in plan}
+    return {e.key: e for e in plan + further_methods(t1, student, alpha, tau, width_mult, assistant)}
+
+
+def further_methods(t1: Experiment, student: str, alpha: float, tau: float, width_mult: float,
+                    assistant: Optional[str] = None) -> list:
+    """The rows of the further distillation methods (:mod:`kdutils.distill.methods`), each
+    training ``student`` from scratch; teacher-based ones learn from the task-1 teacher
+    ``t1``, TAKD through an ``assistant`` (default: :data:`ASSISTANTS` of the pair; none known,
+    no TAKD rows)."""
+    m = METHOD_SETTINGS
+    rows = [Experiment("kd_ls", "Extra", "kd_ls", student, width_mult, t1, alpha, m["kd_ls"]["tau"]),
+            Experiment("dkd", "Extra", "dkd", student, width_mult, t1, tau=m["dkd"]["tau"]),
+            Experiment("fitnets", "Extra", "fitnets", student, width_mult, t1),
+            Experiment("at", "Extra", "at", student, width_mult, t1),
+            Experiment("rkd", "Extra", "rkd", student, width_mult, t1),
+            Experiment("dml", "Extra", "dml", student, width_mult, tau=m["dml"]["tau"])]
+    assistant = assistant or ASSISTANTS.get((t1.arch, student))
+    if assistant:
+        ta = Experiment("assistant", "TAKD assistant", "kd", assistant, width_mult, t1, alpha, tau)
+        rows += [ta, Experiment("takd", "Extra", "takd", student, width_mult, ta, alpha, tau)]
+    return rows
 
 
 def make_objective(exp: Experiment, recipe: Mapping, num_samples: int, num_classes: int,
-                   teacher: Optional[nn.Module] = None) -> nn.Module:
+                   teacher: Optional[nn.Module] = None, student: Optional[nn.Module] = None) -> nn.Module:
     """The objective of ``exp``; the baseline uses the recipe's label smoothing. KD
-    objectives get ``teacher`` (the trained network) as a live teacher source."""
+    objectives get ``teacher`` (the trained network) as a live teacher source; the further
+    methods (:func:`further_objective`) also look at the ``student`` being trained."""
+    if exp.method in ("kd_ls", "dkd", "fitnets", "at", "rkd", "dml"):
+        return further_objective(exp, recipe, num_classes, teacher, student)
     if exp.method == "baseline":
         return objectives.CrossEntropy(recipe["label_smoothing"])
     if exp.method == "no_ls":
         return objectives.CrossEntropy(0.0)
-    if exp.method in ("kd", "tfkd_self"):
+    if exp.method in ("kd", "tfkd_self", "takd"):
         if teacher is None:
             raise ValueError(f"experiment {exp.key} ({exp.method}) needs its trained teacher network")
         return objectives.KDLoss(exp.alpha, exp.tau, teacher=LiveTeacher(teacher))
     if exp.method == "tfkd_reg":
         return objectives.TfKDRegLoss(num_classes, exp.alpha, exp.tau, TFKD_REG["a"])
     return objectives.PSKDLoss(num_samples, num_classes, alpha_T=exp.alpha, epochs=recipe["epochs"])
+
+
+def _feature_pairs(method: str, student: nn.Module, teacher: nn.Module) -> list:
+    """The (student, teacher) module names ``method`` reads (:data:`FEATURE_LAYERS`), checked
+    to exist in both networks."""
+    layers = FEATURE_LAYERS[method]
+    for role, net in (("student", student), ("teacher", teacher)):
+        names = dict(net.named_modules())
+        missing = [n for n in layers if n not in names]
+        if missing:
+            raise ValueError(f"{method} reads the modules {list(layers)}, which the {role} "
+                             f"{type(net).__name__} lacks ({missing}); part2.FEATURE_LAYERS names them for the "
+                             "CIFAR ResNets/WRNs: choose such a pair or edit FEATURE_LAYERS")
+    return [(n, n) for n in layers]
+
+
+def further_objective(exp: Experiment, recipe: Mapping, num_classes: int, teacher: Optional[nn.Module],
+                      student: Optional[nn.Module]) -> nn.Module:
+    """The objective of one of the further methods (:data:`METHOD_SETTINGS`): KD + logit
+    standardization, DKD, FitNets, attention transfer, RKD (from ``teacher``) or DML (a peer
+    of ``student``'s architecture, built after it so it starts from other weights)."""
+    m = METHOD_SETTINGS.get(exp.method, {})
+    if student is None or (teacher is None and exp.method != "dml"):
+        raise ValueError(f"experiment {exp.key} ({exp.method}) needs the student being trained"
+                         + ("" if exp.method == "dml" else " and its trained teacher network"))
+    if exp.method == "dml":
+        return methods.DMLLoss(build_network(exp, num_classes), m["tau"], m["weight"])
+    if exp.method == "kd_ls":
+        return objectives.KDLoss(exp.alpha, exp.tau, teacher=LiveTeacher(teacher), standardize=True)
+    if exp.method == "dkd":
+        warmup = max(1, round(m["warmup_share"] * recipe["epochs"]))
+        return methods.DKDLoss(m["alpha"], m["beta"], exp.tau, warmup, teacher=LiveTeacher(teacher))
+    pairs = _feature_pairs(exp.method, student, teacher)
+    source = LiveTeacher(teacher, feature_layers=[t for _, t in pairs])
+    if exp.method == "at":
+        return methods.AttentionTransferLoss(source, pairs, m["beta"])
+    (s_layer, t_layer), = pairs
+    if exp.method == "rkd":
+        return methods.RKDLoss(source, s_layer, t_layer, m["w_dist"], m["w_angle"])
+    channels = [methods.layer_output_shape(net, layer)[1] for net, layer in ((student, s_layer), (teacher, t_layer))]
+    return objectives.HintLoss(source, s_layer, t_layer, *channels, beta=m["beta"], batch_norm=m["batch_norm"])
 
 
 def build_network(exp: Experiment, num_classes: int) -> nn.Module:
@@ -195,17 +311,78 @@ def build_experiment(exp: Experiment, profile: str, recipe: Mapping, num_samples
         teacher = build_network(exp.teacher, num_classes)
         load_run_weights(teacher, exp.teacher.run(profile), produced_by=f"the {exp.teacher.task} cell")
         teacher.eval().requires_grad_(False)
-    return model, teacher, make_objective(exp, recipe, num_samples, num_classes, teacher)
+    return model, teacher, make_objective(exp, recipe, num_samples, num_classes, teacher, model)
 
 
 def train_experiment(exp: Experiment, profile: str, recipe: Mapping, train_loader, test_loader,
                      num_classes: int, force: bool = False, seed: int = 0) -> dict:
     """Build ``exp`` and train it with the recipe; returns its record (skipped when finished)."""
     model, _, objective = build_experiment(exp, profile, recipe, train_loader.num_samples, num_classes, seed)
-    run = exp.run(profile)
-    run.extra.update(n_train=train_loader.num_samples, n_test=test_loader.num_samples)
+    run = exp.run(profile, seed)
+    run.extra.update(n_train=train_loader.num_samples, n_test=test_loader.num_samples,
+                     n_extra_params=objective.extra_parameter_count())
     return train_with_recipe(model, run, recipe, train_loader, test_loader, objective=objective, force=force,
                              seed=seed)
+
+
+#: Rows trained once whatever the profile's seeds: they only teach (the task-1 teacher, TAKD's
+#: assistant); every other row is a student row, trained once per seed.
+SINGLE_SEED = ("task1_teacher", "assistant")
+
+
+def seeds_of(exp: Experiment, seeds: Sequence[int]) -> tuple:
+    """The seeds ``exp`` is trained with: ``(0,)`` for :data:`SINGLE_SEED` rows, else ``seeds``.
+    Teachers are always the seed-0 run of the experiment that teaches."""
+    return (0,) if exp.key in SINGLE_SEED else tuple(seeds)
+
+
+def train_seeds(exp: Experiment, profile: str, recipe: Mapping, train_loader, test_loader, num_classes: int,
+                seeds: Sequence[int], force: bool = False) -> list:
+    """:func:`train_experiment` once per seed of :func:`seeds_of`; returns the records."""
+    return [train_experiment(exp, profile, recipe, train_loader, test_loader, num_classes, force, seed)
+            for seed in seeds_of(exp, seeds)]
+
+
+def load_plan_records(plan: Mapping[str, Experiment], profile: str, seeds: Sequence[int]) -> list:
+    """The records of every experiment of ``plan`` and seed (missing ones as None)."""
+    return [load_record(PART, exp.run(profile, seed).name, profile)
+            for exp in plan.values() for seed in seeds_of(exp, seeds)]
+
+
+# --------------------------------------------------------------------------- the notebook's runs
+#: The same pair and KD hyper-parameters in every profile; the CPU profiles narrow both
+#: networks. ``seeds``: every student row is trained once per seed (mean and std in the
+#: table); teachers once. Notebook 02 and ``kdutils.tools.launch`` read it from here.
+SETTINGS = {
+    "smoke": dict(teacher="wrn_40_2", student="wrn_16_2", alpha=0.9, tau=4.0, width_mult=0.25, seeds=(0,)),
+    "quick": dict(teacher="wrn_40_2", student="wrn_16_2", alpha=0.9, tau=4.0, width_mult=0.5, seeds=(0, 1, 2)),
+    "full": dict(teacher="wrn_40_2", student="wrn_16_2", alpha=0.9, tau=4.0, width_mult=1.0, seeds=(0,)),
+}
+
+
+def resolve_setup(profile: Optional[str] = None, data_root: Optional[str] = None,
+                  overrides: Optional[Mapping] = None, rehearse: Optional[bool] = None) -> Setup:
+    """Part 2's :class:`~kdutils.core.profiles.Setup`: :data:`SETTINGS` of the profile with the
+    non-None ``overrides`` (teacher, student, alpha, tau) applied."""
+    return resolve(profile, data_root, SETTINGS, overrides, rehearse=rehearse)
+
+
+def plan_for(setup: Setup) -> dict:
+    """:func:`part2_plan` of the setup's pair, alpha, tau and width (the notebook's plan)."""
+    return part2_plan(setup["teacher"], setup["student"], setup["alpha"], setup["tau"], setup["width_mult"])
+
+
+def find_run(plan: Mapping[str, Experiment], profile: str, seeds: Sequence[int], run: str) -> tuple:
+    """``(experiment, seed)`` of the plan's run called ``run``: its record name
+    (:meth:`Experiment.run`) or its key with the seed's suffix (``task2``, ``task2_seed1``)."""
+    runs = {}
+    for key, exp in plan.items():
+        for seed in seeds_of(exp, seeds):
+            runs[exp.run(profile, seed).name] = runs[seeded_name(key, seed)] = (exp, seed)
+    if run not in runs:
+        names = ", ".join(seeded_name(k, s) for k, e in plan.items() for s in seeds_of(e, seeds))
+        raise ValueError(f"part2 has no run {run!r} in the {profile} profile; name a record or one of {names}")
+    return runs[run]
 
 
 #: The KD table's columns: title -> dotted key into a record.
@@ -217,6 +394,7 @@ TABLE_COLUMNS = {
     "alpha": "params.alpha",
     "tau": "params.tau",
     "params": "n_params",
+    "extra params": "n_extra_params",
     "best top-1": "best.test_top1",
     "best top-5": "best.test_top5",
     "last top-1": "last.test_top1",
@@ -224,17 +402,36 @@ TABLE_COLUMNS = {
 
 
 def kd_tasks_table(records: Iterable[Mapping]):
-    """Part 2's KD table: one row per record (tasks 1-4 and the extras) with the columns of
-    :data:`TABLE_COLUMNS` and ``gain``: the best top-1 minus that of the baseline (task 1)
-    run of the same trained network (``NaN`` when the records hold no such baseline)."""
-    records = list(records)
-    table = records_table(records, TABLE_COLUMNS)
-    baseline = {r["params"]["student"]: r["best"]["test_top1"] for r in records
-                if r["params"].get("method_key") == "baseline" and r.get("best")}
+    """Part 2's KD table: one row per ``experiment`` (tasks 1-4 and the extras; the runs of
+    its seeds folded into one row) with the columns of :data:`TABLE_COLUMNS` (top-1 columns: the
+    mean over seeds), ``seeds``, ``best top-1 std`` (over seeds) and ``gain``: the mean best
+    top-1 minus that of the baseline (task 1) runs of the same trained network (``NaN`` when
+    the records hold no such baseline)."""
+    records = [r for r in records if r]
+    runs = records_table(records, TABLE_COLUMNS)
+    runs["experiment"] = [re.sub(r"_seed\d+$", "", r["run"]) if r.get("run") else i for i, r in enumerate(records)]
+    keys = ["experiment"] + [c for c in TABLE_COLUMNS if not c.startswith(("best", "last"))]
+    tops = [c for c in TABLE_COLUMNS if c.startswith(("best", "last"))]
+    folded = seed_table(runs, keys, tops)
+    table = folded[keys].copy()
+    for col in tops:
+        table[col] = folded[f"{col} mean"]
+    table["best top-1 std"], table["seeds"] = folded["best top-1 std"], folded["seeds"]
+    baseline = dict(zip(table.loc[table["method"] == METHODS["baseline"], "student (trained)"],
+                        table.loc[table["method"] == METHODS["baseline"], "best top-1"]))
     table["gain"] = [row["best top-1"] - baseline[row["student (trained)"]]
-                     if row["student (trained)"] in baseline and row["best top-1"] is not None else math.nan
+                     if row["student (trained)"] in baseline and row["best top-1"] == row["best top-1"] else math.nan
                      for _, row in table.iterrows()]
     return table
+
+
+def seed_values(records: Iterable[Optional[Mapping]]) -> dict:
+    """Best top-1 of every finished run, grouped by experiment (run name without ``_seed<s>``)."""
+    out: dict = {}
+    for r in records:
+        if r and r.get("best") and r.get("run"):
+            out.setdefault(re.sub(r"_seed\d+$", "", r["run"]), []).append(r["best"]["test_top1"])
+    return out
 
 
 #: CIFAR-100's classes and test images (what the full profile tests on).
@@ -278,7 +475,6 @@ def findings(records: Iterable[Optional[Mapping]], n_test: Optional[int] = None)
     table = kd_tasks_table(done)
     rows = table.to_dict("records")
     base = [r for r in rows if r["method"] == METHODS["baseline"]]
-    others = [r for r in rows if r["method"] != METHODS["baseline"] and not math.isnan(r["gain"])]
     noise = gain_noise(table, n_test)
     out = [F.band_sentence(sum(r["best top-1"] for r in base) / len(base), n_test)] if base else []
     if len(base) == 2:
@@ -291,12 +487,21 @@ def findings(records: Iterable[Optional[Mapping]], n_test: Optional[int] = None)
         if F.verdict(gap, noise) in ("noise", "loss"):
             out.append("The teacher is not measurably better than the student here, so task 2 cannot show "
                        "the transfer from a stronger network that KD is meant for.")
+    values = seed_values(done)
+    baselines = {r["student (trained)"]: values.get(r["experiment"], []) for r in rows
+                 if r["method"] == METHODS["baseline"]}
     steps = []
-    for r in others:
+    for r in rows:
+        experiment = r["experiment"]
+        if r["method"] == METHODS["baseline"] or math.isnan(r["gain"]):
+            continue
+        diff = difference(values[experiment], baselines[r["student (trained)"]])
+        band = max(filter(None, (diff.spread, noise)), default=noise)  # seeds and the test set both count
         who = r["student (trained)"] if r["teacher"] == "-" else f"{r['teacher']} -> {r['student (trained)']}"
-        out.append(f"{r['task']}, {r['method']} ({who}): {r['best top-1']:.2f}% best top-1, "
-                   f"{r['gain']:+.2f} points over its own baseline ({F.verdict_words(r['gain'], noise)}).")
-        steps.append(F.Step(f"{r['task']} {r['method']}", r["gain"], noise))
+        out.append(f"{r['task']}, {r['method']} ({who}): {describe(values[experiment])} best top-1, "
+                   f"{r['gain']:+.2f} points over its own baseline "
+                   f"({describe(baselines[r['student (trained)']])}; {F.verdict_words(r['gain'], band)}).")
+        steps.append(F.Step(f"{r['task']} {r['method']}", r["gain"], band))
     return out + F.tally(steps, what="method", count=True)
 
 
@@ -335,10 +540,25 @@ REPORT = S.PartSpec(
     tables=(S.Table("KD tasks 1-4 and the extra methods (teacher -> trained network)", "part2",
                     (S.Column("task", "params.task"), S.Column("method", "params.method"),
                      S.Column("trained", "params.student"), S.Column("teacher", "params.teacher"),
-                     S.PARAMS, S.FLOPS, S.TOP1, S.TOP5, S.EPOCHS, S.TRAIN_TIME)),),
+                     S.PARAMS, S.Column("extra params", "n_extra_params", "count"), S.FLOPS, S.TOP1, S.TOP5,
+                     S.EPOCHS, S.TRAIN_TIME)),),
     figures=("part2_gain",),
     label="{params[task]} {params[method]} ({params[student]})",
     baseline=r"^task1_student_",
-    contenders=r"^(task1_student|task2|task3|tfkd_self|tfkd_reg|no_ls|pskd)_",
+    contenders=r"^(task1_student|task2|task3|tfkd_self|tfkd_reg|no_ls|pskd|kd_ls|dkd|fitnets|at|rkd|dml|takd)_",
     opinion_title="Opinion on KD",
 )
+
+
+# --------------------------------------------------------------------------- notebook parameters
+from kdutils.core import params as P  # noqa: E402  (the notebook's parameter spec closes the module)
+
+#: What the notebook's ``parameters`` cell may hold; its next cell checks them before any work.
+PARAMETERS = {
+    **P.COMMON,
+    "teacher": P.text(help="teacher architecture, a kdutils.models name; empty: wrn_40_2"),
+    "student": P.text(help="student architecture; empty: wrn_16_2"),
+    "alpha": P.number(0, 1, optional=True, help="weight of the soft term, (1 - alpha) on the labels"),
+    "tau": P.number(0, low_open=True, optional=True, help="KD temperature"),
+    "epochs": P.integer(1, optional=True, help="epochs of every run"),
+}

@@ -32,6 +32,7 @@ tensors.
 """
 from __future__ import annotations
 
+import re
 from typing import Mapping, Optional, Sequence
 
 import torch
@@ -44,7 +45,8 @@ from kdutils.core.loader import loaders_for
 from kdutils.core.profiles import Setup, resolve
 from kdutils.core.objective import CrossEntropy, Objective
 from kdutils.core.recipe import Recipe
-from kdutils.core.train import Run, Runtime, fit, load_run_weights
+from kdutils.core.seeds import check_seeds, describe, difference, seed_table, seeded_name
+from kdutils.core.train import Run, Runtime, evaluate, fit, load_run_weights
 from kdutils.distill.objectives import HintonKDLoss, KDLoss
 from kdutils.distill.teachers import CachedLogits, TeacherLogits, TeacherSource
 from kdutils.models import build_model
@@ -53,11 +55,19 @@ from kdutils.models import build_model
 PART = "part3"
 SEARCH_PART = "part3_search"
 TEACHER_RUN = "teacher"
+#: The assignment's teacher: torchvision's ResNet-18 with strides changed for an 8x8x512 map.
+TEACHER_ARCH = "resnet18_cifar_8x8"
 TEACHER_LABEL = "Teacher (ResNet-18, 8x8x512)"
+#: The label of a stand-in teacher of another architecture (the quick profile's).
+STAND_IN_LABEL = "Teacher ({arch}, quick stand-in for ResNet-18)"
 TEACHER_PRODUCED_BY = "notebooks/part3_cifar10_resnet18_kd.ipynb (teacher section)"
-#: What tables, heat maps and the search rank by: test top-1 after the last epoch (no
-#: choice of epoch on the test set).
-SEARCH_METRIC = "last.test_top1"
+#: What section B's tables and heat map show: test top-1 after the last epoch (nothing is
+#: chosen by it: no choice of epoch or setting on the test set).
+TABLE_METRIC = "last.test_top1"
+#: What section C's search ranks its trials by: validation top-1 after the trial's last
+#: epoch, on images held out from the training set (:func:`holdout_split`); trials never
+#: see the test set, which measures the final students only.
+SEARCH_METRIC = "val.top1"
 
 #: Mean and std of the inputs of every part-3 model (the teacher's ImageNet statistics).
 NORMALIZATION = D.NORMALIZATION["imagenet"]
@@ -75,29 +85,45 @@ FIXED = dict(optimizer="sgd", momentum=0.9, nesterov=True, weight_decay=5e-4, sc
 #: teacher (random init, one epoch on generated images) gives erratic logits, and the
 #: lambda=1, T=20 student (gradient ~T times CE's, no BatchNorm) diverged to NaN in one of
 #: two identical smoke runs; clipping the gradient norm at 5 keeps smoke finite.
+#: ``teacher_arch``: the assignment's teacher is :data:`TEACHER_ARCH`; on a CPU without its
+#: ImageNet weights it trains at a few images per second, so the quick profile stands in a
+#: CIFAR ResNet-20 (0.27M parameters, ~40x cheaper per image) trained on more images per
+#: class (``teacher_train_per_class``) and more epochs than the students: a teacher that is
+#: clearly better than its students, which is what section B needs to show KD at work.
+#: ``seeds``: every student row of section B is trained once per seed (its initialisation);
+#: tables show the mean and standard deviation (:mod:`kdutils.core.seeds`).
 SETTINGS = {
     "full": dict(FIXED, train_per_class=None, test_per_class=None, batch_size=128,
                  weights="IMAGENET1K_V1", weights_path=None, epochs=30, lr=0.05, backbone_lr_scale=0.2,
-                 warmup_epochs=1, student_epochs=30, student_lr=0.01, pool_stride=1, student_grad_clip=None),
-    "quick": dict(FIXED, train_per_class=200, test_per_class=100, batch_size=64,
-                  weights="random", weights_path=None, epochs=4, lr=0.05, backbone_lr_scale=1.0,
-                  warmup_epochs=0, student_epochs=3, student_lr=0.05, pool_stride=2, student_grad_clip=None),
+                 warmup_epochs=1, student_epochs=30, student_lr=0.01, pool_stride=1, student_grad_clip=None,
+                 teacher_arch=TEACHER_ARCH, teacher_train_per_class=None, seeds=(0,)),
+    "quick": dict(FIXED, train_per_class=200, test_per_class=200, batch_size=64,
+                  weights="random", weights_path=None, epochs=8, lr=0.05, backbone_lr_scale=1.0,
+                  warmup_epochs=0, student_epochs=4, student_lr=0.05, pool_stride=2, student_grad_clip=None,
+                  teacher_arch="resnet20", teacher_train_per_class=500, seeds=(0, 1, 2)),
     "smoke": dict(FIXED, train_per_class=4, test_per_class=4, batch_size=8,
                   weights="random", weights_path=None, epochs=1, lr=0.05, backbone_lr_scale=1.0,
-                  warmup_epochs=0, student_epochs=1, student_lr=0.05, pool_stride=2, student_grad_clip=5.0),
+                  warmup_epochs=0, student_epochs=1, student_lr=0.05, pool_stride=2, student_grad_clip=5.0,
+                  teacher_arch=TEACHER_ARCH, teacher_train_per_class=4, seeds=(0, 1)),
 }
 
 
 def resolve_setup(profile: Optional[str] = None, data_root: Optional[str] = None,
-                  overrides: Optional[Mapping] = None) -> Setup:
+                  overrides: Optional[Mapping] = None, rehearse: Optional[bool] = None) -> Setup:
     """The part-3 :class:`~kdutils.core.profiles.Setup` (``SETTINGS`` of the profile, non-None
-    ``overrides`` applied); validates ``weights`` and ``pool_stride``."""
-    setup = resolve(profile, data_root, SETTINGS, overrides)
+    ``overrides`` applied; ``rehearse``: see :func:`kdutils.core.profiles.resolve`);
+    validates ``weights`` and ``pool_stride``."""
+    setup = resolve(profile, data_root, SETTINGS, overrides, rehearse=rehearse)
     if setup["weights"] not in ("IMAGENET1K_V1", "random"):
         raise ValueError(f"weights must be 'IMAGENET1K_V1' or 'random' (empty: the profile's default), "
                          f"got {setup['weights']!r}")
     if setup["pool_stride"] not in (1, 2):
         raise ValueError(f"pool_stride must be 1 (the assignment's student) or 2, got {setup['pool_stride']!r}")
+    if setup["teacher_arch"] != TEACHER_ARCH and setup["weights"] != "random":
+        raise ValueError(f"weights={setup['weights']!r} exist only for the ResNet-18 teacher; the "
+                         f"{setup.profile} profile's teacher is {setup['teacher_arch']!r}: pass weights='random', "
+                         f"or teacher_arch={TEACHER_ARCH!r}")
+    setup.settings["seeds"] = check_seeds(setup["seeds"], "part 3 seeds")
     return setup
 
 
@@ -117,10 +143,11 @@ def setup_table(setup: Setup):
             if s["weights"] == "IMAGENET1K_V1" and not s["weights_path"]
             else f"weights from {s['weights_path']}; new fc: PyTorch default" if s["weights_path"]
             else "random (PyTorch default, Kaiming-uniform); BatchNorm weight 1, bias 0")
-    n_train = "all" if s["train_per_class"] is None else f"{s['train_per_class']} per class"
-    n_test = "all" if s["test_per_class"] is None else f"{s['test_per_class']} per class"
+    per_class = lambda n: "all" if n is None else f"{n} per class"  # noqa: E731
+    n_train, n_test = per_class(s["train_per_class"]), per_class(s["test_per_class"])
     opt = "SGD, Nesterov" if s["nesterov"] else "SGD"
     rows = {
+        "network": (teacher_label(s["teacher_arch"]), f"student_cnn, pool_stride={s['pool_stride']}"),
         "augmentation": (_augmentation(s), "the same loader as the teacher"),
         "initialisation": (init, "random (PyTorch default, Kaiming-uniform)"),
         "optimizer": (opt, st.optimizer.upper() + (", Nesterov" if st.nesterov else "")),
@@ -135,7 +162,8 @@ def setup_table(setup: Setup):
         "batch size": (s["batch_size"], s["batch_size"]),
         "gradient clipping": ("none", "none" if st.grad_clip is None else f"norm {st.grad_clip}"),
         "epochs": (s["epochs"], st.epochs),
-        "training images": (n_train, n_train),
+        "training images": (per_class(s["teacher_train_per_class"]), n_train),
+        "seeds": (s["seed"], ", ".join(map(str, s["seeds"])) + " (one run per seed, mean and std in the table)"),
         "test images": (n_test, n_test),
         "loss": ("cross-entropy", "(1 - lambda) CE + lambda T^2 KL(P_T(T) || P_S(T)); test at T = 1"),
     }
@@ -172,18 +200,45 @@ def teacher_is_trained(profile: str) -> bool:
     return R.is_finished(R.load_record(PART, TEACHER_RUN, profile)) and run.checkpoint_path.exists()
 
 
-def build_teacher(setup: Optional[Setup] = None, force: bool = False) -> nn.Module:
-    """``resnet18_cifar_8x8`` with 10 outputs, initialised as the setup says.
+def teacher_label(arch: str) -> str:
+    """The teacher's row label: the assignment's ResNet-18, or the stand-in named by ``arch``."""
+    return TEACHER_LABEL if arch == TEACHER_ARCH else STAND_IN_LABEL.format(arch=arch)
+
+
+def build_teacher(setup: Optional[Setup] = None, force: bool = False, arch: str = TEACHER_ARCH) -> nn.Module:
+    """The teacher (``setup["teacher_arch"]``, else ``arch``) with 10 outputs, initialised as
+    the setup says.
 
     When the teacher of this profile is already trained (and not ``force``), its weights
     come from the checkpoint anyway, so the model starts random and nothing is
     downloaded. Without a setup: random weights (to load a checkpoint into).
     """
+    arch = setup["teacher_arch"] if setup is not None else arch
+    options = {"weights": None} if arch == TEACHER_ARCH else {}
     if setup is None or (teacher_is_trained(setup.profile) and not force):
-        return build_model("resnet18_cifar_8x8", 10, weights=None)
-    weights = None if setup["weights"] == "random" else setup["weights"]
+        return build_model(arch, 10, **options)
     torch.manual_seed(setup["seed"])  # the new classifier (and random weights) are drawn from the seed
-    return build_model("resnet18_cifar_8x8", 10, weights=weights, weights_path=setup["weights_path"])
+    if arch != TEACHER_ARCH:
+        return build_model(arch, 10)
+    weights = None if setup["weights"] == "random" else setup["weights"]
+    return build_model(arch, 10, weights=weights, weights_path=setup["weights_path"])
+
+
+def resnet18_to_inspect(teacher: nn.Module) -> nn.Module:
+    """``teacher`` when it is the assignment's ResNet-18, else a fresh random one (section A
+    shows the adaptation to 32x32 whichever teacher the profile trains)."""
+    return teacher if hasattr(teacher, "layer4") else build_model(TEACHER_ARCH, 10, weights=None)
+
+
+def teacher_train_set(setup: Setup, train_set):
+    """The teacher's training images: the students' ``train_set``, or, when the profile gives
+    the teacher more images per class (``teacher_train_per_class``), that larger subset."""
+    n = setup["teacher_train_per_class"]
+    if n == setup["train_per_class"]:
+        return train_set
+    from kdutils.parts.part1 import cifar_sets
+
+    return cifar_sets("cifar10", setup, n, setup["test_per_class"])[0]
 
 
 def teacher_param_groups(model: nn.Module, backbone_lr_scale: float) -> list:
@@ -201,9 +256,10 @@ def train_teacher(model: nn.Module, setup: Setup, train_loader, test_loader, for
     """
     s = setup
     params = {k: s[k] for k in ("weights", "weights_path", "epochs", "lr", "backbone_lr_scale", "batch_size",
-                                "train_per_class", "test_per_class")}
+                                "train_per_class", "test_per_class", "teacher_arch", "teacher_train_per_class")}
+    params["n_train"] = train_loader.num_samples  # the teacher may see more images than the students
     run = _teacher_run(s.profile, params)
-    run.extra.update(label=TEACHER_LABEL, weights_source=getattr(model, "weights_source", None))
+    run.extra.update(label=teacher_label(s["teacher_arch"]), weights_source=getattr(model, "weights_source", None))
     return fit(model, train_loader, test_loader, Recipe.from_dict(s.settings), run=run,
                runtime=Runtime(seed=s["seed"], force=force),
                params=teacher_param_groups(model, s["backbone_lr_scale"]))
@@ -214,7 +270,9 @@ def load_teacher(profile: str) -> tuple[nn.Module, dict]:
 
     Raises ``FileNotFoundError`` naming notebook 03's teacher section when it is missing.
     """
-    model = load_run_weights(build_teacher(), _teacher_run(profile), produced_by=TEACHER_PRODUCED_BY)
+    record = R.load_record(PART, TEACHER_RUN, profile) or {}
+    arch = (record.get("params") or {}).get("teacher_arch", TEACHER_ARCH)
+    model = load_run_weights(build_teacher(arch=arch), _teacher_run(profile), produced_by=TEACHER_PRODUCED_BY)
     return model, R.load_record(PART, TEACHER_RUN, profile)
 
 
@@ -229,7 +287,8 @@ def teacher_for_students(setup: Setup, train_set=None, test_set=None,
             raise
         print(f"{missing}\n-> training the teacher here, with notebook 03's {setup.profile} settings.")
         model = build_teacher(setup)
-        return model, train_teacher(model, setup, *make_loaders(train_set, test_set, setup))
+        loaders = make_loaders(teacher_train_set(setup, train_set), test_set, setup)
+        return model, train_teacher(model, setup, *loaders)
 
 
 # --------------------------------------------------------------------------- students
@@ -293,25 +352,139 @@ def train_student(part: str, name: str, profile: str, *, lam: float, T: Optional
     teacher = CachedLogits(teacher_logits) if teacher_logits is not None and lam != 0 else None
     objective = student_objective(lam, T, form, teacher)
     run_params = {"T": None if T is None or lam == 0 else float(T), "lam": float(lam), "form": form,
-                  "pool_stride": pool_stride, **(params or {})}
+                  "pool_stride": pool_stride, "seed": seed, **(params or {})}
     torch.manual_seed(seed)  # every student starts from the same weights: a fair comparison
     model = build_model("student_cnn", 10, pool_stride=pool_stride)
     run = Run(part, name, profile, run_params, extra={"label": label or name})
     return fit(model, loaders[0], loaders[1], recipe, objective, run, runtime=Runtime(seed=seed, force=force))
 
 
-def search_trials(pairs: Sequence[Mapping], round_no: int, profile: str, *, loaders, epochs: int,
-                  pool_stride: int, teacher_logits: TeacherLogits, force: bool = False, seed: int = 0) -> list:
-    """Section C: one short Hinton-form student per ``{"T", "lam"}`` pair of a search round.
+def train_students(configs: Sequence[Mapping], setup: Setup, loaders, teacher_logits: Optional[TeacherLogits],
+                   force: bool = False) -> list:
+    """Section B: every config of :func:`kd_configs` once per seed of ``setup["seeds"]``
+    (run ``<config run>`` for seed 0, ``<config run>_seed<s>`` for the others); returns the
+    records in config order, seeds innermost."""
+    return [train_student(PART, seeded_name(c["run"], seed), setup.profile, lam=c["lam"], T=c["T"],
+                          label=c["label"], loaders=loaders, recipe=student_recipe_for(setup),
+                          pool_stride=setup["pool_stride"], teacher_logits=teacher_logits, force=force, seed=seed)
+            for c in configs for seed in setup["seeds"]]
 
-    Runs are named ``r<round>_<i>_T<T>_lam<lam>`` under :data:`SEARCH_PART` with
-    :func:`search_recipe` (constant Adam rate); returns their records.
+
+def holdout_split(train_set, fraction: float, seed: int = 0) -> tuple:
+    """``(fit_set, val_set)``: ``fraction`` of every class's training images (at least one)
+    held out for validation, chosen by ``seed``; the search trains on ``fit_set`` and ranks
+    its trials on ``val_set``."""
+    if not 0 < fraction < 1:
+        raise ValueError(f"the validation fraction must lie in (0, 1), got {fraction!r}")
+    g = torch.Generator().manual_seed(seed)
+    fit_idx, val_idx = [], []
+    for c in torch.unique(train_set.labels).tolist():
+        idx = torch.nonzero(train_set.labels == c).flatten()
+        if len(idx) < 2:
+            raise ValueError(f"class {c} has {len(idx)} training image(s): a validation split needs at least 2")
+        idx = idx[torch.randperm(len(idx), generator=g)]
+        k = min(max(1, round(fraction * len(idx))), len(idx) - 1)
+        val_idx.append(idx[:k])
+        fit_idx.append(idx[k:])
+    return (train_set.subset(torch.cat(fit_idx).sort().values), train_set.subset(torch.cat(val_idx).sort().values))
+
+
+def validation_callback(model: nn.Module, val_loader, trial=None):
+    """``fit`` callback: validation loss and top-1/top-5 into every epoch's row
+    (``val_loss``, ``val_top1``, ``val_top5``); with an Optuna ``trial``, the top-1 is
+    reported and a trial its pruner stops raises ``optuna.TrialPruned``."""
+    def callback(epoch: int, row: dict) -> None:
+        ev = evaluate(model, val_loader)
+        row.update(val_loss=ev["loss"], val_top1=ev["top1"], val_top5=ev["top5"])
+        if trial is not None:
+            import optuna
+
+            trial.report(ev["top1"], epoch + 1)
+            if trial.should_prune():
+                raise optuna.TrialPruned(f"validation top-1 {ev['top1']:.2f}% after epoch {epoch + 1}")
+    return callback
+
+
+def trial_name(number: int, pair: Mapping, round_no: int) -> str:
+    """The record name of search trial ``number``: ``r<round>_<number>_T<T>_lam<lam>``."""
+    return f"r{round_no}_{number:02d}_{make_run_name(pair, ('T', 'lam'))}"
+
+
+def search_trial(name: str, profile: str, *, T: float, lam: float, loaders, epochs: int, pool_stride: int,
+                 teacher_logits: TeacherLogits, round_no: int = 1, force: bool = False, seed: int = 0,
+                 trial=None) -> dict:
+    """Section C: one short Hinton-form student as run ``part3_search/<name>``.
+
+    ``loaders`` is ``(fit_loader, val_loader)``: it trains on the training images minus
+    the held-out ones (:func:`holdout_split`) with :func:`search_recipe` and is measured on
+    the held-out ones only (no test set). The record gets ``val`` (the last epoch's
+    validation loss/top-1/top-5: :data:`SEARCH_METRIC`); a pruned trial's record gets
+    status ``"pruned"``. Returns the record.
     """
-    return [train_student(SEARCH_PART, f"r{round_no}_{i:02d}_{make_run_name(p, ('T', 'lam'))}", profile,
-                          lam=p["lam"], T=p["T"], loaders=loaders, recipe=search_recipe(epochs),
-                          pool_stride=pool_stride, teacher_logits=teacher_logits, form="hinton",
-                          label=f"round {round_no}, trial {i}", params={"round": round_no}, force=force, seed=seed)
-            for i, p in enumerate(pairs)]
+    objective = student_objective(lam, T, "hinton", CachedLogits(teacher_logits))
+    torch.manual_seed(seed)  # every trial starts from the same weights
+    model = build_model("student_cnn", 10, pool_stride=pool_stride)
+    run = Run(SEARCH_PART, name, profile, {"T": float(T), "lam": float(lam), "form": "hinton",
+                                           "pool_stride": pool_stride, "seed": seed, "round": round_no},
+              extra={"label": f"round {round_no}: T={T:g}, lambda={lam:g}", "evaluated_on": "validation",
+                     "n_val": len(loaders[1].labels)})
+    try:
+        record = fit(model, loaders[0], None, search_recipe(epochs), objective, run,
+                     runtime=Runtime(seed=seed, force=force), callbacks=[validation_callback(model, loaders[1], trial)])
+    except Exception as stop:
+        if type(stop).__name__ == "TrialPruned":
+            _mark(run, "pruned")
+        raise
+    last = next((h for h in reversed(record.get("history", [])) if "val_top1" in h), None)
+    if last is not None and "val" not in record:
+        record["val"] = {"epoch": last["epoch"], "top1": last["val_top1"], "top5": last["val_top5"],
+                         "loss": last["val_loss"]}
+        R.save_record(record)
+    return record
+
+
+def _mark(run: Run, status: str) -> None:
+    record = R.load_record(run.part, run.name, run.profile)
+    if record is not None:
+        R.save_record({**record, "status": status})
+
+
+def run_search(study, n_total: int, profile: str, *, T_range, lam_range, round_no: int, **trial_kw) -> list:
+    """Top the Optuna ``study`` up to ``n_total`` finished trials, training each in this
+    process (:func:`search_trial`, the pair from :func:`kdutils.core.hparam.suggest_pair`);
+    trials that workers (``python -m kdutils.tools.sweep --study part3-search``) or an
+    earlier run finished are kept. Returns the records of the study's finished trials."""
+    from kdutils.core import hparam
+
+    def objective(trial) -> float:
+        pair = hparam.suggest_pair(trial, T_range, lam_range)
+        name = trial_name(trial.number, pair, round_no)
+        trial.set_user_attr("run_name", name)
+        trial.set_user_attr("round", round_no)
+        record = search_trial(name, profile, **pair, round_no=round_no, trial=trial, **trial_kw)
+        return R.get_field(record, SEARCH_METRIC)
+
+    missing = n_total - len(hparam.finished_trials(study))
+    if missing > 0:
+        study.optimize(objective, n_trials=missing)
+    return study_records(study, profile)
+
+
+def search_table(records: Sequence[Mapping]):
+    """Section C's trials, one row per record (index: the run): T, lambda, round, epochs
+    trained, status and validation top-1 (the ranking metric; trials have no test column)."""
+    df = R.records_table(records, {"run": "run", "T": "params.T", "lambda": "params.lam", "round": "params.round",
+                                   "epochs": "epochs_done", "status": "status",
+                                   "validation top-1 (%)": SEARCH_METRIC}, index="run")
+    return df.round({"validation top-1 (%)": 2})
+
+
+def study_records(study, profile: str) -> list:
+    """The records of the study's finished trials (user attribute ``run_name``), in trial order."""
+    from kdutils.core import hparam
+
+    names = [t.user_attrs.get("run_name") for t in hparam.finished_trials(study)]
+    return [r for n in names if n and (r := R.load_record(SEARCH_PART, n, profile)) is not None]
 
 
 def kd_configs(lam: float = 0.1) -> list[dict]:
@@ -326,26 +499,34 @@ def kd_configs(lam: float = 0.1) -> list[dict]:
 
 
 def kd_table(records: Sequence[Mapping]):
-    """A display table of teacher and students, one row per record (index: the label);
-    print it with ``table_markdown(df, floatfmt="g")`` to keep lambda's digits.
+    """A display table of teacher and students, one row per model (index: the label), the
+    runs of one label over several seeds folded into one row; print it with
+    ``table_markdown(df, floatfmt="g")`` to keep lambda's digits.
 
     Columns: ``T`` and ``lambda`` (``-`` where they do not apply), parameters (millions),
-    epochs, train top-1 (running accuracy over the last training epoch, augmented images,
-    weights changing during the epoch) and test top-1 (after the last epoch, T = 1).
+    epochs, ``seeds`` (runs in the row), train top-1 (running accuracy over the last training
+    epoch, augmented images, weights changing during the epoch; mean over seeds), test top-1
+    (after the last epoch, T = 1; mean over seeds) and its standard deviation over seeds.
     """
     df = R.records_table(records, {
         "model": "label", "T": "params.T", "lambda": "params.lam", "parameters": "n_params",
         "epochs": "epochs_done", "train top-1 (%)": "last.train_top1", "test top-1 (%)": "last.test_top1",
-    }, index="model")
+    })
+    folded = seed_table(df, ["model", "T", "lambda", "parameters", "epochs"],
+                        ["train top-1 (%)", "test top-1 (%)"]).set_index("model")
+    out = folded[["T", "lambda", "parameters", "epochs", "seeds"]].copy()
+    out["train top-1 (%)"] = folded["train top-1 (%) mean"]
+    out["test top-1 (%)"] = folded["test top-1 (%) mean"]
+    out["test top-1 std"] = folded["test top-1 (%) std"]
     for col in ("T", "lambda"):
-        df[col] = [f"{v:g}" if v == v and v is not None else "-" for v in df[col]]
-    df["parameters"] = [f"{n / 1e6:.2f}M" for n in df["parameters"]]
-    return df.round({"train top-1 (%)": 2, "test top-1 (%)": 2})
+        out[col] = [f"{v:g}" if v == v and v is not None else "-" for v in out[col]]
+    out["parameters"] = [f"{n / 1e6:.2f}M" for n in out["parameters"]]
+    return out.round({"train top-1 (%)": 2, "test top-1 (%)": 2, "test top-1 std": 2})
 
 
 def search_scatter(records: Sequence[Mapping], title: str = "", metric: str = SEARCH_METRIC,
                    ranges: Optional[Mapping[str, Sequence[float]]] = None):
-    """Test accuracy over (T, lambda) on log axes, one marker per trial (section C).
+    """Each trial's ``metric`` (validation top-1) over (T, lambda) on log axes, one marker per trial (section C).
 
     Marker shape: the search round (``params.round``); colour: ``metric``; the best
     trial is ringed and labelled. ``ranges`` (``{"T": (lo, hi), "lam": (lo, hi)}``)
@@ -383,7 +564,7 @@ def search_scatter(records: Sequence[Mapping], title: str = "", metric: str = SE
     ax.set_ylabel("lambda (log)")
     ax.grid(alpha=0.3, which="both")
     ax.legend(fontsize=8)
-    fig.colorbar(sc, ax=ax, label="test top-1 (%)")
+    fig.colorbar(sc, ax=ax, label="validation top-1 (%)" if metric == SEARCH_METRIC else metric)
     if title:
         ax.set_title(title)
     fig.tight_layout()
@@ -395,8 +576,9 @@ __all__ = [
     "resolve_setup", "setup_table", "cifar10_sets", "make_loaders",
     "build_teacher", "teacher_param_groups", "train_teacher", "load_teacher", "teacher_for_students",
     "teacher_is_trained", "TeacherLogits", "CachedLogits",
-    "student_objective", "student_recipe_for", "search_recipe", "train_student", "search_trials", "kd_configs",
-    "kd_table", "SEARCH_METRIC",
+    "student_objective", "student_recipe_for", "search_recipe", "train_student", "kd_configs",
+    "kd_table", "SEARCH_METRIC", "TABLE_METRIC", "holdout_split", "validation_callback", "trial_name", "search_trial",
+    "run_search", "study_records", "search_table",
     "search_scatter",
 ]
 
@@ -426,7 +608,7 @@ OPINION = READING_KD + "\n\n" + READING_SEARCH
 
 
 def _top1(record: Mapping) -> Optional[float]:
-    return R.get_field(record, SEARCH_METRIC)
+    return R.get_field(record, TABLE_METRIC)
 
 
 def n_test_images(profile: str) -> int:
@@ -448,36 +630,52 @@ def findings(records: Sequence[Optional[Mapping]], n_test: Optional[int] = None)
     return _kd_findings(runs, n_test) + _search_findings([r for r in done if r.get("part") == SEARCH_PART], n_test)
 
 
-def _kd_findings(runs: Mapping[str, Mapping], n_test: int) -> list:
-    ref, teacher = runs.get("student_lam0"), runs.get(TEACHER_RUN)
-    if ref is None or _top1(ref) is None:
-        return []
-    base = _top1(ref)
-    out = [F.band_sentence(base, n_test)]
-    if teacher is not None and _top1(teacher) is not None:
-        noise = F.noise_band((_top1(teacher) + base) / 2, n_test)
-        out.append(f"{F.compare('The teacher', _top1(teacher), 'the student without KD', base, noise)} "
-                   "(test top-1 after the last epoch).")
-    steps = []
+def _by_config(runs: Mapping[str, Mapping]) -> dict:
+    """Test top-1 of the finished runs grouped by config (run name without ``_seed<s>``)."""
+    groups: dict = {}
     for name, r in runs.items():
-        if r is ref or _top1(r) is None or not (name.startswith("student_") or name[:2] == "KD"):
+        if _top1(r) is not None:
+            groups.setdefault(re.sub(r"_seed\d+$", "", name), []).append(r)
+    return groups
+
+
+def _kd_findings(runs: Mapping[str, Mapping], n_test: int) -> list:
+    """Section B's sentences: each config's mean test top-1 over its seeds against the student
+    without KD; a difference counts only beyond the larger of the seed spread
+    (:func:`kdutils.core.seeds.difference`) and the test-set noise band."""
+    groups = _by_config(runs)
+    ref = groups.get("student_lam0")
+    if not ref:
+        return []
+    base = [_top1(r) for r in ref]
+    out = [F.band_sentence(sum(base) / len(base), n_test)]
+    steps = []
+    for name, group in groups.items():
+        if name != TEACHER_RUN and (name == "student_lam0" or not (name.startswith("student_") or name[:2] == "KD")):
             continue
-        noise = F.noise_band((_top1(r) + base) / 2, n_test)
-        out.append(F.compare(r.get("label") or name, _top1(r), "the student without KD", base, noise) + ".")
-        steps.append(F.Step(r.get("label") or name, _top1(r) - base, noise))
+        diff = difference([_top1(r) for r in group], base)
+        noise = F.noise_band(sum(base) / len(base) + diff.delta / 2, n_test)  # near the two means
+        band = max(filter(None, (diff.spread, noise)), default=None)
+        who = "The teacher" if name == TEACHER_RUN else group[0].get("label") or name
+        out.append(f"{F.compare(who, diff.delta + sum(base) / len(base), 'the student without KD', sum(base) / len(base), band)}"
+                   f" ({describe([_top1(r) for r in group])} vs {describe(base)}; band: the larger of the seed "
+                   "spread and the test-set noise band).")
+        if name != TEACHER_RUN:
+            steps.append(F.Step(who, diff.delta, band))
     return out + F.tally(steps, what="KD setting", count=True)
 
 
 def _search_findings(search: Sequence[Mapping], n_test: int) -> list:
-    trials = [r for r in search if not r["run"].startswith("final_") and _top1(r) is not None]
+    trials = [r for r in search if not r["run"].startswith("final_") and R.get_field(r, SEARCH_METRIC) is not None]
     finals = [r for r in search if r["run"].startswith("final_") and _top1(r) is not None]
     no_kd = next((r for r in finals if r["run"] == "final_no_kd"), None)
     final = next((r for r in reversed(finals) if r is not no_kd), None)
     out = []
     if trials:
-        best = max(trials, key=_top1)
-        out.append(f"Search: the best of {len(trials)} trials had T={best['params']['T']:g}, "
-                   f"lambda={best['params']['lam']:g} ({_top1(best):.2f}% test top-1 after its last epoch).")
+        best = max(trials, key=lambda r: R.get_field(r, SEARCH_METRIC))
+        out.append(f"Search: the best of {len(trials)} trials, ranked on images held out from training, had "
+                   f"T={best['params']['T']:g}, lambda={best['params']['lam']:g} "
+                   f"({R.get_field(best, SEARCH_METRIC):.2f}% validation top-1 after its last epoch).")
     if final is not None and no_kd is not None:
         name = f"The final student (T={final['params']['T']:g}, lambda={final['params']['lam']:g})"
         noise = F.noise_band((_top1(final) + _top1(no_kd)) / 2, n_test)
@@ -504,3 +702,42 @@ REPORT = S.PartSpec(
     contenders=r"^(student_|KD\d)",
     opinion_title="Reading",
 )
+
+
+# --------------------------------------------------------------------------- notebook parameters
+from kdutils.core import params as P  # noqa: E402  (the notebooks' parameter specs close the module)
+
+#: What the KD notebook's ``parameters`` cell may hold; its next cell checks them before any work.
+PARAMETERS = {
+    **P.COMMON,
+    "weights": P.text(("", "IMAGENET1K_V1", "random"), help="the teacher's start; empty: the profile's"),
+    "weights_path": P.text(help="a local torchvision resnet18 state dict; empty: none"),
+    "epochs": P.integer(1, optional=True, help="teacher epochs"),
+    "student_epochs": P.integer(1, optional=True, help="student epochs"),
+    "pool_stride": P.integer(choices=(1, 2), optional=True, help="the student's max-pool stride"),
+    "mode": P.text(("", "all", "single"), help="the whole notebook or one student (sweeps)"),
+    "T": P.number(0, low_open=True, help="temperature of the single run"),
+    "lam": P.number(0, help="lambda, the weight of the soft term"),
+    "run_name": P.name("record name of the single run; empty: T<T>_lam<lam>"),
+}
+
+#: What the search notebook's ``parameters`` cell may hold.
+SEARCH_PARAMETERS = {
+    **P.COMMON,
+    "n_trials": P.integer(1, optional=True, help="first-round trials"),
+    "T_range": P.numbers(0, min_len=2, max_len=2, low_open=True, increasing=True, help="[low, high] of T"),
+    "lam_range": P.numbers(0, min_len=2, max_len=2, low_open=True, increasing=True, help="[low, high] of lambda"),
+    "refine": P.flag("a second round around the best trials"),
+    "threshold": P.number(0, 100, optional=True, help="test top-1 (%) the final student should exceed"),
+    "seed": P.integer(0, help="seed of the sampled (T, lambda) pairs"),
+    "refine_sampler": P.text(("tpe", "random"), help="sampler of the refined round"),
+    "pruner": P.text(("none", "median"), help="stop trials below the median validation accuracy early"),
+    "storage": P.text(help="Optuna storage URL; empty: SQLite under results/<profile>/part3/"),
+    "val_fraction": P.number(0, 1, low_open=True, high_open=True, optional=True,
+                             help="share of the training images held out for validation"),
+    "mode": P.text(("", "search", "trial"), help="the whole search, or one trial (for sweep workers)"),
+    "T": P.number(0, low_open=True, optional=True, help="temperature of the single trial"),
+    "lam": P.number(0, optional=True, help="lambda of the single trial"),
+    "run_name": P.name("record name of the single trial"),
+    "trial_round": P.integer(1, 2, help="search round of the single trial"),
+}

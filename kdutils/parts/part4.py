@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import copy
+import re
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Mapping, Sequence
@@ -10,7 +11,10 @@ from typing import Mapping, Sequence
 import torch
 from torch import nn
 
+from kdutils.core import datasets
+from kdutils.core import distributed as DP
 from kdutils.core import records as R
+from kdutils.core.seeds import describe, difference, mean_std
 from kdutils.core.data import ImageSet, load_image_folder
 from kdutils.core.loader import GpuLoader
 from kdutils.core.recipe import Recipe
@@ -44,11 +48,18 @@ def load_faces(root, n_train: int = 40, n_test: int = 10, size: int = 32, drop_s
 
     A subject with fewer than ``n_train + n_test`` images raises a ``ValueError`` that names
     it, unless ``drop_small_subjects=True``, which leaves it out (listed in ``dropped``) and
-    numbers the remaining subjects from 0 in sorted folder order.
+    numbers the remaining subjects from 0 in sorted folder order. A missing ``faces-orl/``
+    or ``faces/`` folder is obtained first (:func:`kdutils.core.datasets.obtain`: the
+    Olivetti copy of the ORL faces, or LFW as the stand-in for the course's face set).
     """
     _check_count("n_train", n_train)
     _check_count("n_test", n_test)
-    faces = load_image_folder(Path(root), size=(size, size))
+    root = Path(root)
+    if not root.is_dir() and root.name in datasets.BY_FOLDER:
+        root = datasets.obtain(datasets.BY_FOLDER[root.name], root.parent)
+    if datasets.note_of(root):
+        print(f"faces: {datasets.note_of(root)}")  # e.g. how close the LFW stand-in is to the course's set
+    faces = load_image_folder(root, size=(size, size))
     need = n_train + n_test
     counts = torch.bincount(faces.labels, minlength=faces.num_classes).tolist()
     small = [(name, n) for name, n in zip(faces.classes, counts) if n < need]
@@ -160,6 +171,19 @@ def parse_layers(spec) -> list:
     """``"layer3, layer4"`` or ``["layer3", "layer4"]`` -> ``["layer3", "layer4"]``."""
     names = spec.split(",") if isinstance(spec, str) else list(spec)
     return [n.strip() for n in names if n.strip()]
+
+
+def last_two_stages(network: nn.Module) -> list:
+    """The default layers fine-tuning adapts: the last two stages of the old network
+    (``layer3, layer4`` of a ResNet-18; ``stages.1, stages.2`` of a CIFAR ResNet such as the
+    quick profile's stand-in teacher)."""
+    if hasattr(network, "layer4"):
+        return ["layer3", "layer4"]
+    stages = getattr(network, "stages", None)
+    if stages is not None and len(stages) >= 2:
+        return [f"stages.{i}" for i in range(len(stages) - 2, len(stages))]
+    raise ValueError(f"cannot tell the last two stages of a {type(network).__name__}; name the layers to "
+                     "fine-tune with the notebook parameter finetune_layers (e.g. 'layer3,layer4')")
 
 
 def configure(model: TwoHeadNet, method: str, layers: Sequence[str] = (), lr_percent: float = 100.0) -> list:
@@ -287,7 +311,8 @@ def adapt(model: TwoHeadNet, method: str, tasks: Tasks, *, run: Run, recipe: Rec
                  callbacks=callbacks)
     if final and ("final" not in record or runtime.force):
         record["final"] = evaluate_tasks(model, tasks.final_loaders(), runtime.device)
-        R.save_record(record)
+        if DP.is_writer():  # of several processes (kdutils.tools.launch), rank 0 writes
+            R.save_record(record)
     return record
 
 
@@ -338,11 +363,137 @@ def reference_record(network: nn.Module, tasks: Tasks, run: Run, device="auto") 
                           epochs_done=0, train_seconds=0.0)
     model = TwoHeadNet(network, 1).to(resolve_device(device))
     record["final"] = evaluate_tasks(model, tasks.final_loaders(new_task=False), device)
-    R.save_record(record)
+    if DP.is_writer():
+        R.save_record(record)
     return record
 
 
+# =========================================================================== the notebook's runs
+#: The notebook's settings per profile. The base learning rate is the new head's; adapted old
+#: layers train at ``lr_percent`` % of it. Weight decay 5e-4 is LwF's L2 regulariser (used by
+#: every method alike). Quick uses a larger base rate (0.1): the quick teacher (part 3's CPU
+#: stand-in) gives weaker face features than the full profile's fine-tuned ResNet-18.
+#: ``seeds``: every method runs once per seed (the new head's initialisation and the batches).
+SETTINGS = {
+    "smoke": dict(faces_subdir="faces", n_train=4, n_test=1, epochs=1, warmup_epochs=1, batch_size=16,
+                  lr=0.05, weight_decay=5e-4, padding=4, old_train_per_class=2, old_test_per_class=2, seeds=(0,)),
+    "quick": dict(faces_subdir="faces-orl", n_train=8, n_test=2, epochs=3, warmup_epochs=2, batch_size=32,
+                  lr=0.1, weight_decay=5e-4, padding=4, old_train_per_class=50, old_test_per_class=50, seeds=(0, 1, 2)),
+    "full": dict(faces_subdir="faces", n_train=40, n_test=10, epochs=30, warmup_epochs=10, batch_size=64,
+                 lr=0.05, weight_decay=5e-4, padding=4, old_train_per_class=None, old_test_per_class=None, seeds=(0,)),
+}
+
+
+def resolve_setup(profile, data_root, n_train=None, n_test=None, epochs=None, warmup_epochs=None,
+                  rehearse=False):
+    """The notebook's profile and :data:`SETTINGS` with its parameters applied (None: the profile's)."""
+    from kdutils.core.profiles import resolve
+
+    return resolve(profile, data_root, SETTINGS, overrides=dict(n_train=n_train, n_test=n_test, epochs=epochs,
+                                                                warmup_epochs=warmup_epochs), rehearse=rehearse)
+
+
+def faces_root(setup, faces_dir: str = "") -> Path:
+    """The face tree: ``faces_dir``, generated faces in smoke, else ``<data_root>/<faces_subdir>``."""
+    from kdutils.core.data import smoke_root
+
+    if faces_dir:
+        return Path(faces_dir)
+    return smoke_root("faces") if setup.data_root is None else setup.data_root / setup["faces_subdir"]
+
+
+def old_task_sets(setup, cifar_train: ImageSet, cifar_test: ImageSet) -> tuple:
+    """``(old_train, old_test)``: the CIFAR-10 images the old task is measured on (the profile's
+    images per class, or all)."""
+    per_train, per_test = setup["old_train_per_class"], setup["old_test_per_class"]
+    return (cifar_train.per_class(per_train) if per_train else cifar_train,
+            cifar_test.per_class(per_test) if per_test else cifar_test)
+
+
+@dataclass
+class Adaptation:
+    """What the notebook's method runs share: the original network, both tasks, the face tree
+    (``faces``, part of every run's params) and the method parameters. :meth:`train` trains (or
+    reuses) one method for one seed under the notebook's run name (:meth:`name`)."""
+
+    setup: object
+    original: nn.Module
+    tasks: Tasks
+    faces: Path
+    n_subjects: int
+    layers: Sequence[str]
+    T: float = 2.0
+    lambda0: float = 1.0
+    lr_percent: float = 10.0
+    update_bn_stats: bool = False
+    device: str = "auto"
+    force: bool = False
+
+    @property
+    def recipe(self) -> Recipe:
+        return Recipe(epochs=self.setup["epochs"], lr=self.setup["lr"], weight_decay=self.setup["weight_decay"])
+
+    def fresh(self, seed: int) -> TwoHeadNet:
+        """The original network with a new face head drawn from ``seed`` (every method starts alike)."""
+        return TwoHeadNet(self.original, self.n_subjects, update_bn_stats=self.update_bn_stats, seed=seed)
+
+    def name(self, method: str) -> str:
+        """The run name of ``method`` (``feature_extraction``, ``fine_tuning``, ``lwf`` or
+        ``lwf_warmup``) before the seed's suffix; the BatchNorm mode is part of it."""
+        bn = "_bn-update" if self.update_bn_stats else ""
+        return {"feature_extraction": "feature_extraction",
+                "fine_tuning": f"fine_tuning_{'+'.join(self.layers)}_lr{self.lr_percent:g}pct{bn}",
+                "lwf": f"lwf_T{self.T:g}_lambda0{self.lambda0:g}_lr{self.lr_percent:g}pct{bn}",
+                "lwf_warmup": f"lwf_warmup_{self.setup['warmup_epochs']}ep"}[method]
+
+    def run(self, method: str, seed: int) -> Run:
+        """The :class:`Run` of ``method`` for ``seed``, its params the settings that define it."""
+        from kdutils.core.seeds import seeded_name
+
+        s = self.setup
+        params = dict(n_train=s["n_train"], n_test=s["n_test"], faces=str(self.faces), lr=s["lr"])
+        if method == "fine_tuning":
+            params.update(layers=list(self.layers), lr_percent=self.lr_percent, update_bn_stats=self.update_bn_stats)
+        elif method == "lwf":
+            params.update(T=self.T, lambda0=self.lambda0, lr_percent=self.lr_percent,
+                          update_bn_stats=self.update_bn_stats)
+        return Run("part4", seeded_name(self.name(method), seed), s.profile, dict(params, seed=seed))
+
+    def train(self, method: str, seed: int):
+        """Train (or reuse) ``method`` for ``seed``: its record; for ``lwf`` the pair
+        ``(warm-up record, LwF record)`` of :func:`learning_without_forgetting`."""
+        runtime = Runtime(device=self.device, force=self.force, seed=seed)
+        if method == "lwf":
+            return learning_without_forgetting(
+                self.fresh(seed), self.tasks, recipe=self.recipe, warmup_epochs=self.setup["warmup_epochs"],
+                lr_percent=self.lr_percent, T=self.T, lambda0=self.lambda0, runtime=runtime,
+                run=self.run("lwf", seed), warmup_run=self.run("lwf_warmup", seed))
+        extra = dict(layers=self.layers, lr_percent=self.lr_percent) if method == "fine_tuning" else {}
+        return adapt(self.fresh(seed), method, self.tasks, recipe=self.recipe, run=self.run(method, seed),
+                     runtime=runtime, **extra)
+
+    def method_of(self, run: str) -> tuple:
+        """``(method, seed)`` of the notebook's run name ``run`` (a warm-up names its LwF run);
+        ``ValueError`` naming the runs when there is none."""
+        from kdutils.core.seeds import seeded_name
+
+        for method in ("feature_extraction", "fine_tuning", "lwf", "lwf_warmup"):
+            for seed in self.setup["seeds"]:
+                if run == seeded_name(self.name(method), seed):
+                    return ("lwf" if method == "lwf_warmup" else method), seed
+        raise ValueError(f"part4 has no run {run!r}: launch one of {', '.join(self.run_names())} (the LwF run "
+                         "trains its warm-up first; 'original' is an evaluation the notebook makes)")
+
+    def run_names(self) -> list:
+        """The notebook's method runs, every seed: feature extraction, fine-tuning, LwF."""
+        from kdutils.core.seeds import seeded_name
+
+        return [seeded_name(self.name(m), s) for m in ("feature_extraction", "fine_tuning", "lwf")
+                for s in self.setup["seeds"]]
+
+
 __all__ = [
+    "SETTINGS", "resolve_setup", "faces_root", "old_task_sets", "Adaptation",
     "METHODS", "TwoHeadNet", "new_logits", "old_logits", "module_named", "parse_layers", "configure", "rate_table",
     "Tasks", "make_tasks", "track_old_task", "evaluate_tasks", "adapt", "record_responses", "lwf_objective",
     "learning_without_forgetting", "reference_record",
@@ -350,8 +501,7 @@ __all__ = [
 
 
 # =========================================================================== findings and report page
-from kdutils.core import findings as F  # noqa: E402  (the part's text and page spec close the module)
-from kdutils.core import report_spec as S  # noqa: E402
+from kdutils.core import report_spec as S  # noqa: E402  (the part's page spec closes the module)
 
 #: How the table is read (the notebook's last section): shown by the notebook, printed on
 #: part 4's report page.
@@ -365,46 +515,80 @@ OPINION = """- **Feature extraction** cannot forget: trunk, BatchNorm statistics
   recorded values (its distillation term shows how far they moved), so it should keep the old
   task better than fine-tuning at a similar new-task accuracy. `lambda0` trades one against the
   other; `T` softens the recorded distributions (more weight on the non-maximal classes).
-- **Quick profile caveat.** The original network there is part 3's quick teacher (random
-  initialisation, a few epochs on a CIFAR-10 sample), close to chance on the old task, and its face
-  features hardly differ between subjects; in three epochs on 320 faces the new head learns
-  little, and old-task differences of a point or two are noise (a few hundred test images: one
-  image is a fraction of a point). The quick numbers show that the pipeline works; the full profile
-  (ImageNet-initialised teacher, 40/10 faces per subject, 30 epochs) is the assignment's experiment."""
+- **Quick profile caveat.** The original network there is part 3's quick teacher, a CIFAR ResNet-20
+  stand-in trained from random weights on a CIFAR-10 sample for a few CPU epochs (its old-task accuracy
+  is the reference row of the table), not the ImageNet-initialised ResNet-18; on 320 faces for three
+  epochs the new head learns little, and old-task differences count only beyond the spread over seeds
+  that the findings state. The full profile (ImageNet-initialised teacher, 40/10 faces per subject,
+  30 epochs) is the assignment's experiment."""
 
 #: Run-name prefixes of the methods, in the table's order (the warm-up run is not a method).
 _METHOD_RUNS = (("feature_extraction", "feature extraction"), ("fine_tuning", "fine-tuning"), ("lwf_T", "LwF"))
 
 
-def findings(records: Sequence[Mapping]) -> list:
-    """Sentences (Markdown) from the finished records of part 4, the latest run of each
-    method: the old task (CIFAR-10 test top-1 after adaptation) against the original
-    network, the new task (faces test top-1), and LwF against fine-tuning on both. The
-    records do not store the test-image counts, so no noise band is drawn. The notebook's
-    last section and the report's page show them."""
+def _unseeded(run: str) -> str:
+    return re.sub(r"_seed\d+$", "", run)
+
+
+def method_runs(records: Sequence[Mapping]) -> dict:
+    """Method name -> the finished records (one per seed) of the latest configuration of each
+    method of :data:`_METHOD_RUNS` (``"original"`` too, when recorded)."""
     done = [r for r in records if R.is_finished(r) and r.get("final")]
-    latest = {name: next((r for r in reversed(done) if r["run"].startswith(prefix)), None)
-              for prefix, name in _METHOD_RUNS}
-    methods = {name: r for name, r in latest.items() if r is not None}
-    if not methods:
+    out = {}
+    for prefix, name in (("original", "original"),) + _METHOD_RUNS:
+        latest = next((r for r in reversed(done) if r["run"].startswith(prefix)), None)
+        if latest is not None:
+            out[name] = [r for r in done if _unseeded(r["run"]) == _unseeded(latest["run"])]
+    return out
+
+
+#: The seed table's measurements: column -> dotted key into a record.
+SEED_COLUMNS = {"old test top-1": "final.old_test_top1", "new test top-1": "final.new_test_top1",
+                "old train top-1": "final.old_train_top1", "new train top-1": "final.new_train_top1"}
+
+
+def seed_summary(records: Sequence[Mapping]):
+    """One row per method (:func:`method_runs`): the number of seeds, and the mean and standard
+    deviation over seeds of old- and new-task accuracy after adaptation."""
+    import pandas as pd
+
+    rows = []
+    for name, runs in method_runs(records).items():
+        row = {"method": name, "seeds": len(runs)}
+        for col, key in SEED_COLUMNS.items():
+            row[f"{col} mean"], row[f"{col} std"], _ = mean_std(R.get_field(r, key) for r in runs)
+        rows.append(row)
+    return pd.DataFrame(rows).set_index("method") if rows else pd.DataFrame()
+
+
+def _versus(a: str, runs_a, b: str, runs_b, key: str) -> str:
+    va, vb = [R.get_field(r, key) for r in runs_a], [R.get_field(r, key) for r in runs_b]
+    return f"{a} {describe(va)} vs {b} {describe(vb)}: {difference(va, vb).words()}"
+
+
+def findings(records: Sequence[Mapping]) -> list:
+    """Sentences (Markdown) from the finished records of part 4, the latest configuration of
+    each method over its seeds: the old task (CIFAR-10 test top-1 after adaptation) against
+    the original network, the new task (faces test top-1), and LwF against fine-tuning and
+    feature extraction on both. A difference is called real only beyond the spread over seeds
+    (:func:`kdutils.core.seeds.difference`); with one seed no verdict is given. The notebook's
+    last section and the report's page show them."""
+    runs = method_runs(records)
+    original = runs.pop("original", None)
+    if not runs:
         return ["No adaptation method of part 4 has finished yet in this profile."]
     old, new = "final.old_test_top1", "final.new_test_top1"
-    original = next((r for r in reversed(done) if r["run"] == "original"), None)
-    out = [F.band_sentence(None, None)]
+    out = []
     if original is not None:
-        ref = R.get_field(original, old)
+        ref = R.get_field(original[-1], old)
         out.append(f"Old task (CIFAR-10 test top-1 after adaptation): the original network {ref:.2f}%; "
-                   + "; ".join(f"{n} {R.get_field(r, old):.2f}% ({R.get_field(r, old) - ref:+.2f} points)"
-                               for n, r in methods.items()) + ".")
+                   + "; ".join(f"{n} {describe(R.get_field(r, old) for r in rs)}" for n, rs in runs.items()) + ".")
     out.append("New task (faces test top-1): "
-               + ", ".join(f"{n} {R.get_field(r, new):.2f}%" for n, r in methods.items()) + ".")
-    if "LwF" in methods and "fine-tuning" in methods:
-        lwf, ft = methods["LwF"], methods["fine-tuning"]
-
-        def against_ft(key: str) -> str:
-            return F.compare("LwF", R.get_field(lwf, key), "fine-tuning", R.get_field(ft, key), None)
-
-        out.append(f"On the old task {against_ft(old)}; on the new task {against_ft(new)}.")
+               + ", ".join(f"{n} {describe(R.get_field(r, new) for r in rs)}" for n, rs in runs.items()) + ".")
+    for other in ("fine-tuning", "feature extraction"):
+        if "LwF" in runs and other in runs:
+            out.append(f"Old task: {_versus('LwF', runs['LwF'], other, runs[other], old)}. "
+                       f"New task: {_versus('LwF', runs['LwF'], other, runs[other], new)}.")
     return out
 
 
@@ -413,7 +597,7 @@ REPORT = S.PartSpec(
     part="part4",
     title="Part 4 - Learning without Forgetting: faces added to the CIFAR-10 network",
     notebooks=("part4_lwf_faces.ipynb",),
-    data="CIFAR-10 (old task) + ORL faces (new task)",
+    data="CIFAR-10 (old task) + faces (new task)",
     tables=(S.Table("Old task (CIFAR-10) and new task (faces) after each method", "part4",
                     (S.LABEL, S.Column("trainable params", "n_trainable", "count"),
                      S.Column("old train top-1 %", "final.old_train_top1", "pct"),
@@ -427,4 +611,25 @@ REPORT = S.PartSpec(
     contenders=r"^(feature_extraction|fine_tuning|lwf_T)",
     opinion_title="Reading the results",
     sizes=(),
+    source="params.faces",
 )
+
+
+# --------------------------------------------------------------------------- notebook parameters
+from kdutils.core import params as P  # noqa: E402  (the notebook's parameter spec closes the module)
+
+#: What the notebook's ``parameters`` cell may hold; its next cell checks them before any work.
+PARAMETERS = {
+    **P.COMMON,
+    "faces_dir": P.text(help="the face tree <subject>/*; empty: the profile's"),
+    "n_train": P.integer(1, optional=True, help="training images per subject"),
+    "n_test": P.integer(1, optional=True, help="test images per subject"),
+    "drop_small_subjects": P.flag("leave out subjects with too few images"),
+    "T": P.number(0, low_open=True, help="LwF temperature"),
+    "lambda0": P.number(0, help="LwF weight of the distillation term"),
+    "lr_percent": P.number(0, help="learning rate of the adapted old layers, in % of the base rate"),
+    "finetune_layers": P.text(help="trunk layers fine-tuned, e.g. layer3,layer4"),
+    "epochs": P.integer(1, optional=True, help="epochs of every method"),
+    "warmup_epochs": P.integer(0, optional=True, help="LwF warm-up epochs"),
+    "update_bn_stats": P.flag("let BatchNorm re-estimate its statistics on faces"),
+}

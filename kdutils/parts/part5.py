@@ -31,8 +31,11 @@ from __future__ import annotations
 
 import copy
 import csv
+import importlib.util
 import io
+import json
 import os
+import statistics
 import time
 from dataclasses import dataclass, replace
 from numbers import Integral
@@ -43,9 +46,11 @@ import torch
 from torch import nn
 
 from kdutils.compress import prune, quantize, size
+from kdutils.compress.latency import cpu_latency_rounds, paired_speedup
 from kdutils.core import data as D
+from kdutils.core import distributed as DP
 from kdutils.core import records as R
-from kdutils.core.fileio import atomic_torch_save, atomic_write_text
+from kdutils.core.fileio import atomic_write_text
 from kdutils.core.findings import (
     Step,
     band_sentence,
@@ -54,8 +59,9 @@ from kdutils.core.findings import (
     tally,
     verdict_words,
 )
+from kdutils.core.counting import count_flops, count_params
 from kdutils.core.loader import GpuLoader
-from kdutils.core.profiles import Setup, results_dir, runs_dir
+from kdutils.core.profiles import Setup, resolve, results_dir, runs_dir
 from kdutils.core.recipe import Recipe
 from kdutils.core.train import Run, Runtime, evaluate, fit, predict_logits
 from kdutils.distill.objectives import KDLoss
@@ -69,7 +75,7 @@ PART = "part5"
 NORMALIZATION = D.NORMALIZATION["imagenet"]
 
 #: Storage formats compared by :func:`storage_variant`.
-STORAGE_METHODS = ("float32", "float16", "minmax8", "torch_int8")
+STORAGE_METHODS = ("float32", "float16", "minmax8", "int8_x86")
 
 #: File name suffixes of test images (dropped from the leaderboard ids).
 IMAGE_SUFFIXES = {".jpg", ".jpeg", ".png", ".bmp", ".gif", ".webp", ".tif", ".tiff"}
@@ -77,17 +83,24 @@ IMAGE_SUFFIXES = {".jpg", ".jpeg", ".png", ".bmp", ".gif", ".webp", ".tif", ".ti
 
 # --------------------------------------------------------------------------- data
 def food_root(setup: Setup, food_dir: str = "") -> Path:
-    """Where the food-11 tree is: ``food_dir`` if given; generated JPEGs in smoke;
-    ``<data_root>/food10`` in quick when it exists (the 10-class sample), else
-    ``<data_root>/food11``. Raises ``FileNotFoundError`` naming the fix."""
+    """Where the food-11 tree is: ``food_dir`` if given; generated JPEGs in smoke; else the
+    folder :func:`kdutils.core.datasets.obtain` finds or fetches under ``data_root``: in quick
+    ``food10/`` (a 10-class sample), the course's ``food-11/`` (or ``food11/``), else the
+    downloaded pizza/steak/sushi sample in the food-11 layout; in full the course's
+    ``food-11/`` (or its ``food-11.zip``, unpacked). Raises ``FileNotFoundError`` naming the fix."""
+    from kdutils.core import datasets
+
     if food_dir:
         root = Path(food_dir).expanduser()
     elif setup.data_root is None:
         return D.smoke_root("food11")
-    elif setup.profile == "quick" and (setup.data_root / "food10").is_dir():
-        root = setup.data_root / "food10"
     else:
-        root = setup.data_root / "food11"
+        try:
+            root = datasets.obtain("food-quick" if setup.profile == "quick" else "food-11", setup.data_root)
+        except datasets.DataUnavailable as e:
+            raise datasets.DataUnavailable(f"{e}\nOr set the notebook parameter food_dir to a food-11 tree.") from None
+        if datasets.note_of(root):
+            print(f"food: {datasets.note_of(root)}")  # the quick stand-in: how it differs from food-11
     if not (root / "training" / "labeled").is_dir():
         raise FileNotFoundError(
             f"no food-11 tree at {root} (expected training/labeled/<cc>/*.jpg, validation/<cc>/*.jpg, "
@@ -173,7 +186,9 @@ class Study:
 
     :meth:`run` names an experiment's record and checkpoint, its params carrying the data
     settings. ``force`` retrains / recomputes finished runs; ``device`` and ``log`` go to
-    every loader and training call (the tests pass ``device="cpu", log="off"``).
+    every loader and training call (the tests pass ``device="cpu", log="off"``). ``seed``
+    is every run's seed: the initial weights of every model built to be trained
+    (``build_model(..., seed=study.seed)``) and the training's.
     """
 
     setup: Setup
@@ -181,6 +196,7 @@ class Study:
     force: bool = False
     device: str = "auto"
     log: str = "auto"
+    seed: int = 0
 
     def __post_init__(self):
         s = self.settings
@@ -209,7 +225,7 @@ class Study:
     @property
     def runtime(self) -> Runtime:
         """How every training call runs: ``device``, ``log`` and ``force``."""
-        return Runtime(device=self.device, log=self.log, force=self.force)
+        return Runtime(device=self.device, log=self.log, force=self.force, seed=self.seed)
 
     @property
     def compressed_dir(self) -> Path:
@@ -300,7 +316,8 @@ def skipped_record(run: Run, note: str, reason: str = "", **extra) -> dict:
     the full ``reason``. It does not count as finished, so a later run trains it."""
     rec = R.new_record(run.part, run.name, run.profile, run.params, status="skipped", note=note,
                        reason=reason or note, **extra)
-    R.save_record(rec)
+    if DP.is_writer():  # of several processes (kdutils.tools.launch), rank 0 writes
+        R.save_record(rec)
     return rec
 
 
@@ -309,10 +326,11 @@ def computed_record(run: Run, compute: Callable[[], Mapping], force: bool = Fals
 
     For results that ``fit`` does not produce (pruning, quantization): ``compute`` returns
     a dict merged into the record (with ``seconds``, the time it took). A finished record
-    is returned as is unless ``force``.
+    is returned as is unless ``force`` or its params differ from ``run.params`` (a record
+    of other settings, or of an older version of the measurement, is computed again).
     """
     rec = R.load_record(run.part, run.name, run.profile)
-    if R.is_finished(rec) and not force:
+    if R.is_finished(rec) and not force and rec.get("params") == json.loads(json.dumps(run.params, default=str)):
         return rec
     t0 = time.perf_counter()
     values = dict(compute())
@@ -337,80 +355,159 @@ def make_fine_tuner(train_loader, recipe: Recipe, device="auto") -> Callable[[nn
     return fine_tune
 
 
-def storage_variant(model: nn.Module, build: Callable[[], nn.Module], method: str, path,
-                    val_loader) -> dict:
-    """Store ``model`` in format ``method``, load it back into ``build()`` and evaluate it.
+def _cpu_copy(model: nn.Module) -> nn.Module:
+    return copy.deepcopy(model).cpu().eval()
 
-    ``method``: ``float32`` / ``float16`` (``compress.size.save_state``), ``minmax8`` (8-bit
-    min-max codes, ``compress.quantize.save_quantized``), ``torch_int8`` (PyTorch's dynamic int8
-    ``Linear`` layers; the file is its ``state_dict``, evaluated on the CPU). Returns
-    ``method``, ``file``, ``size_bytes``, ``val_top1``, ``val_top5``; a ``torch_int8``
-    that this PyTorch cannot do returns ``note`` with the reason and no accuracy.
-    """
-    path = Path(path)
-    device = "auto"
+
+def side_by_side_latency(candidate: nn.Module, reference: nn.Module, image_shape: Sequence[int]) -> dict:
+    """CPU milliseconds per image of ``candidate`` and ``reference`` (CPU models), timed in
+    interleaved rounds (``compress.latency``) at batch sizes 1 and 64: ``latency_ms`` and
+    ``reference_latency_ms`` (medians, ``{"1": ms, "64": ms}``), ``speedup`` (median over
+    rounds of reference / candidate time: > 1 is faster) and ``threads``."""
+    timed = cpu_latency_rounds({"reference": reference, "candidate": candidate}, image_shape)
+    ms = {name: {str(b): round(1e3 * statistics.median(by_name[name]) / b, 4) for b, by_name in timed.items()}
+          for name in ("reference", "candidate")}
+    speedup = {str(b): round(v, 3) for b, v in paired_speedup(timed, "reference", "candidate").items()}
+    return {"latency_ms": ms["candidate"], "reference_latency_ms": ms["reference"], "speedup": speedup,
+            "threads": torch.get_num_threads()}
+
+
+def _store_and_load(model: nn.Module, build: Callable[[], nn.Module], method: str, path: Path,
+                    calibration) -> Tuple[nn.Module, int, dict]:
+    """``(restored model, file bytes, extra record fields)`` of one storage format."""
     if method == "float32":
         nbytes = size.save_state(model, path)
-        restored = size.load_state(path, build())
-    elif method == "float16":
+        return size.load_state(path, build()), nbytes, {}
+    if method == "float16":
         nbytes = size.save_state(model, path, dtype=torch.float16)
-        restored = size.load_state(path, build())
-    elif method == "minmax8":
+        return size.load_state(path, build()), nbytes, {}
+    if method == "minmax8":
         nbytes = quantize.save_quantized(model, path)
-        restored = quantize.load_quantized(path, build())
-    elif method == "torch_int8":
-        try:
-            restored = quantize.torch_dynamic_int8(model)
-        except RuntimeError as e:
-            return {"method": method, "file": str(path), "size_bytes": None, "note": str(e)}
-        atomic_torch_save(restored.state_dict(), path)  # holds packed int8 weights, not plain tensors
-        nbytes = size.file_size(path)
-        device = "cpu"  # the int8 kernels run on the CPU only
-    else:
-        raise ValueError(f"method must be one of {STORAGE_METHODS}, got {method!r}")
-    ev = evaluate(restored, val_loader, device=device)
-    return {"method": method, "file": str(path), "size_bytes": nbytes, "val_top1": ev["top1"],
-            "val_top5": ev["top5"]}
+        return quantize.load_quantized(path, build()), nbytes, {}
+    if method == "int8_x86":
+        if calibration is None:
+            raise ValueError("int8_x86 needs calibration batches (training images), e.g. calibration_batches(study)")
+        batches = list(calibration)
+        quantized = quantize.quantize_int8(_cpu_copy(model), batches)
+        nbytes = quantize.save_int8(quantized, path, batches[0][:1])
+        restored = quantize.load_int8(path)
+        kernels = quantize.int8_kernels(restored)
+        return restored, nbytes, {"weight_bytes": quantize.int8_weight_bytes(path),
+                                  "int8_convs": kernels.get("onednn.qconv_pointwise.default", 0),
+                                  "float_convs": kernels.get("aten.convolution.default", 0)}
+    raise ValueError(f"method must be one of {STORAGE_METHODS}, got {method!r}")
+
+
+def storage_variant(model: nn.Module, build: Callable[[], nn.Module], method: str, path,
+                    val_loader, calibration=None, image_shape: Optional[Sequence[int]] = None) -> dict:
+    """Store ``model`` in format ``method``, load it back and evaluate it.
+
+    ``method``: ``float32`` / ``float16`` (``compress.size.save_state``) and ``minmax8``
+    (8-bit min-max codes, ``compress.quantize.save_quantized``) are loaded into ``build()``
+    and compute in float32; ``int8_x86`` is a real int8 model (``compress.quantize``: PT2E
+    with torchao's x86 quantizer, calibrated on ``calibration``, batches of training
+    images; the file is a ``torch.export`` archive; it runs on the CPU). Returns
+    ``method``, ``file``, ``size_bytes``, ``val_top1``, ``val_top5`` (int8: also
+    ``weight_bytes``, the tensors inside the archive, and how many convolutions run in
+    int8); where this machine cannot make the int8 model, ``note`` says why and there is
+    no accuracy. With ``image_shape`` (one input, e.g. ``(3, 64, 64)``) also ``n_params``,
+    ``flops`` and the CPU latency of the restored model measured side by side with the
+    float32 ``model`` (:func:`side_by_side_latency`).
+    """
+    path = Path(path)
+    try:
+        restored, nbytes, extra = _store_and_load(model, build, method, path, calibration)
+    except RuntimeError as e:  # torchao missing, or no int8 kernels on this machine
+        if method != "int8_x86":
+            raise
+        return {"method": method, "file": str(path), "size_bytes": None, "note": str(e)}
+    ev = evaluate(restored, val_loader, device="cpu" if method == "int8_x86" else "auto")
+    out = {"method": method, "file": str(path), "size_bytes": nbytes, "val_top1": ev["top1"],
+           "val_top5": ev["top5"], **extra}
+    if image_shape is not None:
+        out.update(n_params=count_params(model), flops=count_flops(_cpu_copy(model), (1, *image_shape)),
+                   **side_by_side_latency(_cpu_copy(restored) if method != "int8_x86" else restored,
+                                          _cpu_copy(model), image_shape))
+    return out
+
+
+def _deployable(model: nn.Module, method: str, path: Path, meta: Optional[Mapping]) -> Tuple[nn.Module, int]:
+    """The model as one would ship it after pruning (a CPU copy without masks) and the bytes
+    of its file at ``path``: a dense float32 state dict after magnitude pruning (zeros
+    included), the narrowed model (``compress.prune.save_pruned``) after channel pruning."""
+    shipped = prune.remove_pruning(_cpu_copy(model))
+    if method == "channels":
+        return shipped, prune.save_pruned(shipped, path, meta)
+    return shipped, size.save_state(shipped, path)
 
 
 def prune_with_fine_tuning(model: nn.Module, rate: float, steps: int, fine_tune, val_loader,
-                           path) -> dict:
-    """Iterative magnitude pruning of a copy of ``model`` (``compress.prune.iterative_prune``).
+                           path, method: str = "magnitude", image_shape: Optional[Sequence[int]] = None,
+                           meta: Optional[Mapping] = None) -> dict:
+    """Iterative pruning of a copy of ``model`` (``compress.prune.iterative_prune``).
 
-    Every step prunes ``rate`` of the remaining weights, runs ``fine_tune`` and evaluates
-    on ``val_loader``. The pruned copy is made permanent and saved (float32) at ``path``.
-    Returns ``history`` (one row per step: ``step``, ``sparsity``, ``nonzero_params``,
-    ``val_top1``), ``start`` and ``final`` (its first and last rows), ``size_bytes`` (the
-    dense file: zeros cost as much as other numbers) and ``zipped_bytes`` (what a
-    compressor makes of the zeros).
+    Every step prunes ``rate`` (``method="magnitude"``: of the remaining weights, zeroed;
+    ``"channels"``: of the channels, removed), runs ``fine_tune`` and evaluates on
+    ``val_loader``. The result is saved at ``path`` as one would ship it (magnitude: the
+    dense float32 state dict; channels: the narrowed model with ``meta``, reloaded by
+    ``compress.prune.load_pruned``). Returns ``history`` (one row per step: ``step``,
+    ``params``, ``sparsity``, ``nonzero_params``, ``val_top1``; with ``image_shape``,
+    needed for channels, also ``flops``, ``file_bytes``, ``zipped_bytes`` and the CPU
+    latency measured side by side with the unpruned model), ``start`` and ``final`` (its
+    first and last rows), ``size_bytes`` and ``zipped_bytes`` of the saved file.
     """
-    pruned = copy.deepcopy(model)
-    history = prune.iterative_prune(pruned, rate, steps, fine_tune,
-                                    lambda m: {"val_top1": evaluate(m, val_loader)["top1"]})
-    prune.remove_pruning(pruned)
-    nbytes = size.save_state(pruned, path)
+    path = Path(path)
+    pruned, reference = copy.deepcopy(model), _cpu_copy(model) if image_shape is not None else None
+    scratch = path.with_name(f".{path.stem}-step.pt")
+
+    def measure(m: nn.Module) -> dict:
+        row = {"val_top1": evaluate(m, val_loader)["top1"]}
+        if image_shape is not None:
+            shipped, nbytes = _deployable(m, method, scratch, meta)
+            row.update(flops=count_flops(shipped, (1, *image_shape)), file_bytes=nbytes,
+                       zipped_bytes=size.zipped_size(scratch), **side_by_side_latency(shipped, reference, image_shape))
+        return row
+
+    example = torch.zeros(2, *image_shape) if image_shape is not None else None
+    history = prune.iterative_prune(pruned, rate, steps, fine_tune, measure, method=method, example_inputs=example)
+    scratch.unlink(missing_ok=True)
+    _, nbytes = _deployable(pruned, method, path, meta)
     return {"history": history, "start": history[0], "final": history[-1], "size_bytes": nbytes,
             "zipped_bytes": size.zipped_size(path)}
 
 
+def _method_of(rec: Mapping) -> str:
+    return rec["params"].get("method", "magnitude")
+
+
 def plot_pruning(records: Sequence[Mapping], title: str = ""):
-    """Non-zero parameters (x) vs validation top-1 (y), one line per pruning rate."""
+    """Validation top-1 (y) against non-zero parameters and against CPU latency at batch 1 and
+    64 (three panels), one line per pruning record: magnitude pruning solid, channel removal
+    dashed. Latency is shown as the speed relative to the unpruned model timed side by side
+    (``speedup``: its time over the pruned model's, per round), which a busy machine moves far
+    less than milliseconds. Records without latency leave those panels empty."""
     import matplotlib.pyplot as plt
 
-    fig, ax = plt.subplots(figsize=(6.4, 4))
+    fig, axes = plt.subplots(1, 3, figsize=(13, 4), sharey=True)
+    xs = (("nonzero_params", None, "non-zero parameters"),
+          ("speedup", "1", "CPU latency, batch 1: x faster than unpruned"),
+          ("speedup", "64", "CPU latency, batch 64: x faster than unpruned"))
     for i, rec in enumerate(records):
-        hist = rec["history"]
-        ax.plot([h["nonzero_params"] for h in hist], [h["val_top1"] for h in hist], "o-", color=f"C{i % 10}",
-                label=f"rate {rec['params']['rate']:g} per step")
-        for h in hist:
-            ax.annotate(f"{100 * h['sparsity']:.0f}%", (h["nonzero_params"], h["val_top1"]), fontsize=7,
-                        textcoords="offset points", xytext=(3, 4))
-    ax.invert_xaxis()  # pruning goes from right (dense) to left (sparse)
-    ax.set_xlabel("non-zero parameters (pruning proceeds to the left; labels: sparsity)")
-    ax.set_ylabel("validation top-1 (%)")
-    ax.set_title(title or "Iterative magnitude pruning with fine-tuning")
-    ax.grid(alpha=0.3)
-    ax.legend(fontsize=8)
+        style = "o--" if _method_of(rec) == "channels" else "o-"
+        label = f"{'channels' if _method_of(rec) == 'channels' else 'magnitude'} {rec['params']['rate']:g}/step"
+        for ax, (key, batch, _) in zip(axes, xs):
+            pts = [(h[key] if batch is None else h[key][batch], h["val_top1"]) for h in rec["history"]
+                   if key in h and (batch is None or batch in h[key])]
+            if pts:
+                ax.plot(*zip(*pts), style, color=f"C{i % 10}", label=label, markersize=4)
+    axes[0].invert_xaxis()  # pruning goes from right (dense) to left (small)
+    for ax, (_, _, xlabel) in zip(axes, xs):
+        ax.set_xlabel(xlabel)
+        ax.grid(alpha=0.3)
+    axes[0].set_ylabel("validation top-1 (%)")
+    axes[0].legend(fontsize=7)
+    fig.suptitle(title or "Iterative pruning with fine-tuning: magnitude (zeros) vs channels (removed)")
+    fig.tight_layout()
     return fig
 
 
@@ -433,7 +530,7 @@ def _pretrained_teacher(study: Study, weights_path: str):
     if not study.settings["try_pretrained"]:
         return None, "the smoke profile downloads nothing", "not tried in the smoke profile"
     model, reason = try_build_model("resnet18_food", study.num_classes, weights="IMAGENET1K_V1",
-                                    weights_path=weights_path or None)
+                                    weights_path=weights_path or None, seed=study.seed)  # the new fc
     return model, reason, "not available offline (ImageNet weights could not be loaded)"
 
 
@@ -445,19 +542,30 @@ def train_teachers(study: Study, scratch: nn.Module, pretrained_weights: str = "
     Returns ``({"scratch": model, ["pretrained": model]}, a line saying what happened to
     the pretrained teacher)``.
     """
-    train_run(scratch, study.run("teacher_scratch", model="resnet18_food", weights="random"),
-              "teacher ResNet-18 (scratch)", study.train_loader, study.val_loader,
-              study.recipe("teacher_epochs", "teacher_lr"), runtime=study.runtime)
+    train_teacher(study, "scratch", scratch)
     teachers = {"scratch": scratch}
-    run = study.run("teacher_pretrained", model="resnet18_food", weights=pretrained_weights or "IMAGENET1K_V1")
     model, reason, note = _pretrained_teacher(study, pretrained_weights)
     if model is None:
-        skipped_record(run, note, reason, label=TEACHER_PRETRAINED)
+        skipped_record(teacher_run(study, "pretrained", pretrained_weights), note, reason, label=TEACHER_PRETRAINED)
         return teachers, f"Pretrained teacher skipped: {reason}"
-    train_run(model, run, TEACHER_PRETRAINED, study.train_loader, study.val_loader,
-              study.recipe("finetune_epochs", "finetune_lr"), runtime=study.runtime)
+    train_teacher(study, "pretrained", model, pretrained_weights)
     teachers["pretrained"] = model
     return teachers, f"Pretrained teacher weights: {model.weights_source}"
+
+
+def teacher_run(study: Study, key: str, pretrained_weights: str = "") -> Run:
+    """The run of the teacher ``key`` (``scratch`` or ``pretrained``)."""
+    weights = "random" if key == "scratch" else pretrained_weights or "IMAGENET1K_V1"
+    return study.run(f"teacher_{key}", model="resnet18_food", weights=weights)
+
+
+def train_teacher(study: Study, key: str, model: nn.Module, pretrained_weights: str = "") -> dict:
+    """Train (or reuse) the teacher ``key``: from scratch at ``teacher_lr``, the pretrained one
+    fine-tuned at ``finetune_lr``; its record."""
+    label, epochs, lr = (("teacher ResNet-18 (scratch)", "teacher_epochs", "teacher_lr") if key == "scratch"
+                         else (TEACHER_PRETRAINED, "finetune_epochs", "finetune_lr"))
+    return train_run(model, teacher_run(study, key, pretrained_weights), label, study.train_loader,
+                     study.val_loader, study.recipe(epochs, lr), runtime=study.runtime)
 
 
 def _kd_params(settings: Mapping) -> dict:
@@ -468,21 +576,33 @@ def train_students(study: Study, student: nn.Module, teachers: Mapping[str, nn.M
     """Train ``student`` from scratch (cross-entropy), then one fresh student distilled from each
     teacher (``student_kd_scratch``, ``student_kd_pretrained``; a missing teacher gives a
     ``skipped`` record). Returns the trained students by run name."""
-    recipe, runtime = study.recipe("student_epochs", "lr"), study.runtime
-    train_run(student, study.run("student", model="food_student", teacher="none"), "student (scratch, CE)",
-              study.train_loader, study.val_loader, recipe, runtime=runtime)
+    train_plain_student(study, student)
     students = {"student": student}
     for key in ("scratch", "pretrained"):
-        run = study.run(f"student_kd_{key}", teacher=f"teacher_{key}", **_kd_params(study.settings))
-        label = f"student KD <- teacher ({key})"
-        if key not in teachers:
-            skipped_record(run, f"teacher_{key} not available", label=label)
-            continue
-        model = build_model("food_student", study.num_classes)
-        train_run(model, run, label, study.train_loader, study.val_loader, recipe,
-                  kd_objective(study.settings, teachers[key]), runtime)
-        students[run.name] = model
+        model, _ = train_kd_student(study, key, teachers)
+        if model is not None:
+            students[f"student_kd_{key}"] = model
     return students
+
+
+def train_plain_student(study: Study, student: nn.Module) -> dict:
+    """Train ``student`` from scratch with cross-entropy (run ``student``); its record."""
+    return train_run(student, study.run("student", model="food_student", teacher="none"), "student (scratch, CE)",
+                     study.train_loader, study.val_loader, study.recipe("student_epochs", "lr"),
+                     runtime=study.runtime)
+
+
+def train_kd_student(study: Study, key: str, teachers: Mapping[str, nn.Module]) -> Tuple[Optional[nn.Module], dict]:
+    """A fresh student distilled from the teacher ``key`` (run ``student_kd_<key>``) and its
+    record; ``(None, a skipped record)`` when that teacher is not among ``teachers``."""
+    run = study.run(f"student_kd_{key}", teacher=f"teacher_{key}", **_kd_params(study.settings))
+    label = f"student KD <- teacher ({key})"
+    if key not in teachers:
+        return None, skipped_record(run, f"teacher_{key} not available", label=label)
+    model = build_model("food_student", study.num_classes, seed=study.seed)
+    rec = train_run(model, run, label, study.train_loader, study.val_loader, study.recipe("student_epochs", "lr"),
+                    kd_objective(study.settings, teachers[key]), study.runtime)
+    return model, rec
 
 
 def best_teacher(teachers: Mapping[str, nn.Module], profile: str) -> str:
@@ -495,17 +615,25 @@ def train_semi_supervised(study: Study, teacher_key: str, teacher: nn.Module) ->
     """KD from ``teacher`` on the labeled images plus the unlabeled ones it labels with confidence
     ``>= pseudo_threshold`` (run ``student_kd_semi``). Returns the student and the pseudo-label
     summary of :func:`add_pseudo_labels` (also kept in the record as ``pseudo_labels``)."""
+    model, pseudo, _ = _train_semi(study, teacher_key, teacher)
+    return model, pseudo
+
+
+def _train_semi(study: Study, teacher_key: str, teacher: nn.Module) -> Tuple[nn.Module, dict, dict]:
+    """:func:`train_semi_supervised`, with the run's record as a third value."""
     s, splits = study.settings, study.splits
     logits = predict_logits(teacher, eval_loader(splits.unlabeled, s["crop"], device=study.device),
                             device=study.device)
+    logits = DP.from_writer(logits)  # several processes pick the same pseudo-labels (rank 0's)
     semi_set, pseudo = add_pseudo_labels(splits.labeled, splits.unlabeled, logits, s["pseudo_threshold"])
     loader = training_loader(semi_set, s["batch_size"], s["crop"], device=study.device)
-    model = build_model("food_student", study.num_classes)
+    model = build_model("food_student", study.num_classes, seed=study.seed)
     run = study.run("student_kd_semi", teacher=f"teacher_{teacher_key}", n_train=len(semi_set),
                     pseudo_threshold=s["pseudo_threshold"], n_pseudo=pseudo["n_pseudo"], **_kd_params(s))
-    train_run(model, run, "student KD + pseudo-labels", loader, study.val_loader, study.recipe("student_epochs", "lr"),
-              kd_objective(s, teacher), study.runtime, extra={"pseudo_labels": pseudo})
-    return model, pseudo
+    rec = train_run(model, run, "student KD + pseudo-labels", loader, study.val_loader,
+                    study.recipe("student_epochs", "lr"), kd_objective(s, teacher), study.runtime,
+                    extra={"pseudo_labels": pseudo})
+    return model, pseudo, rec
 
 
 def describe_pseudo_labels(teacher_key: str, pseudo: Mapping) -> str:
@@ -523,7 +651,7 @@ def train_comparison(study: Study, kinds: Sequence[str] = ("conv", "dwsep", "gro
     s, records = study.settings, []
     for kind in kinds:
         width = match_width(kind, s["compare_params"], study.num_classes)
-        model = build_model(f"{kind}_net", study.num_classes, width=width)
+        model = build_model(f"{kind}_net", study.num_classes, width=width, seed=study.seed)
         records.append(train_run(model, study.run(f"{kind}_net", model=f"{kind}_net", width=width), f"{kind}_net",
                                  study.train_loader, study.val_loader, study.recipe("compare_epochs", "lr"),
                                  runtime=study.runtime))
@@ -541,45 +669,175 @@ def final_student_name(students: Iterable[str], records: Mapping[str, Mapping]) 
     return max((n for n in STUDENT_RUNS if n in students), key=lambda n: records[n]["last"]["test_top1"])
 
 
+# --------------------------------------------------------------------------- the notebook's runs, one by one
+#: One recipe for every model (AdamW + cosine schedule); the profiles differ in size and epochs.
+RECIPE = dict(optimizer="adamw", weight_decay=0.05, teacher_lr=2e-3, finetune_lr=5e-4, lr=5e-3, prune_lr=1e-3,
+              T=4.0, alpha=0.5, compare_params=250_000)
+#: The notebook's settings per profile.
+SETTINGS = {
+    "smoke": dict(RECIPE, size=40, crop=32, batch_size=16, unlabeled_max=None, teacher_epochs=1, finetune_epochs=1,
+                  student_epochs=1, compare_epochs=1, prune_steps=2, pseudo_threshold=0.0, try_pretrained=False),
+    "quick": dict(RECIPE, size=72, crop=64, batch_size=32, unlabeled_max=1000, teacher_epochs=15, finetune_epochs=5,
+                  student_epochs=15, compare_epochs=10, prune_steps=3, pseudo_threshold=0.5, try_pretrained=True),
+    "full": dict(RECIPE, size=142, crop=128, batch_size=64, unlabeled_max=None, teacher_epochs=40, finetune_epochs=15,
+                 student_epochs=80, compare_epochs=40, prune_steps=5, pseudo_threshold=0.9, try_pretrained=True),
+}
+#: The training runs of the notebook, by record name (its compression steps train no run of their own).
+TRAINING_RUNS = KD_RUNS + ("conv_net", "dwsep_net", "group_net")
+
+
+def resolve_setup(profile: Optional[str], data_root: Optional[str], image_size: Optional[int] = None,
+                  crop: Optional[int] = None, T: Optional[float] = None, alpha: Optional[float] = None,
+                  pseudo_threshold: Optional[float] = None, epochs: Optional[int] = None,
+                  rehearse: Optional[bool] = False) -> Setup:
+    """The notebook's profile and :data:`SETTINGS` with its parameters applied (None: the
+    profile's value; ``epochs`` sets every training run's epochs)."""
+    overrides = dict(size=image_size, crop=crop, T=T, alpha=alpha, pseudo_threshold=pseudo_threshold)
+    if epochs is not None:
+        overrides.update(teacher_epochs=epochs, finetune_epochs=epochs, student_epochs=epochs, compare_epochs=epochs)
+    return resolve(profile, data_root, SETTINGS, overrides, rehearse=rehearse)
+
+
+def study_for(setup: Setup, food_dir: str = "", force: bool = False) -> Study:
+    """The notebook's :class:`Study`: the food-11 tree of ``setup`` (or ``food_dir``), loaded
+    at the profile's size."""
+    splits = load_food_splits(food_root(setup, food_dir), setup["size"], unlabeled_max=setup["unlabeled_max"])
+    return Study(setup, splits, force=force)
+
+
+def finished_teachers(study: Study, keys: Sequence[str] = ("scratch", "pretrained")) -> dict:
+    """The teachers ``keys`` the notebook would hand its students, loaded from their finished
+    runs; the pretrained one is left out where its record says it was skipped. Raises
+    ``FileNotFoundError`` naming the run to train first."""
+    teachers = {}
+    for key in keys:
+        run = teacher_run(study, key)
+        rec = R.load_record(PART, run.name, run.profile)
+        if key == "pretrained" and (rec or {}).get("status") == "skipped":
+            continue
+        if not (R.is_finished(rec) and run.checkpoint_path.exists()):
+            raise FileNotFoundError(f"part5 run {run.name} ({run.profile}) has not finished yet: train it first "
+                                    f"(python -m kdutils.tools.launch part5 {run.name}, or the notebook)")
+        model = build_model("resnet18_food", study.num_classes, weights=None, seed=study.seed)
+        train_teacher(study, key, model, rec["params"].get("weights", "") if key == "pretrained" else "")
+        teachers[key] = model  # fit reused the finished run: its weights are loaded
+    return teachers
+
+
+def check_training_run(run: str) -> None:
+    """Raise ``ValueError`` naming the training runs unless ``run`` is one of them."""
+    if run not in TRAINING_RUNS:
+        raise ValueError(f"part5 has no training run {run!r}: launch one of {', '.join(TRAINING_RUNS)} "
+                         "(quantization and pruning are not training runs: they run in the notebook)")
+
+
+def train_named(study: Study, run: str, pretrained_weights: str = "") -> dict:
+    """Train the notebook's training run ``run`` (one of :data:`TRAINING_RUNS`) alone, as the
+    notebook would: the same model, seed, recipe and record; its record. A student's teachers
+    must have finished (:func:`finished_teachers`)."""
+    check_training_run(run)
+    if run == "teacher_scratch":
+        return train_teacher(study, "scratch", build_model("resnet18_food", study.num_classes, weights=None,
+                                                           seed=study.seed))
+    if run == "teacher_pretrained":
+        if not DP.is_writer():  # several processes: rank 0 fetches the ImageNet weights, then the others
+            DP.barrier()
+        model, reason, note = _pretrained_teacher(study, pretrained_weights)
+        if DP.is_writer():
+            DP.barrier()
+        if model is None:
+            return skipped_record(teacher_run(study, "pretrained", pretrained_weights), note, reason,
+                                  label=TEACHER_PRETRAINED)
+        return train_teacher(study, "pretrained", model, pretrained_weights)
+    if run.endswith("_net"):
+        return train_comparison(study, (run[:-len("_net")],))[0]
+    if run == "student":
+        return train_plain_student(study, build_model("food_student", study.num_classes, seed=study.seed))
+    if run == "student_kd_semi":
+        teachers = finished_teachers(study)
+        key = best_teacher(teachers, study.setup.profile)
+        return _train_semi(study, key, teachers[key])[2]
+    key = run[len("student_kd_"):]
+    return train_kd_student(study, key, finished_teachers(study, (key,)))[1]
+
+
 # --------------------------------------------------------------------------- the notebook's steps: compression
 def storage_path(folder, source: str, method: str) -> Path:
     """The file of ``source`` stored in format ``method``."""
     return Path(folder) / f"{source}-{method}.pt"
 
 
+def calibration_batches(study: Study, images: int = 256, batch_size: int = 64) -> list:
+    """The first ``images`` labeled training images (centre crops, normalised, in file order)
+    as CPU batches: what the int8 model's activation ranges are calibrated on."""
+    batches, n = [], 0
+    for x, *_ in eval_loader(study.splits.labeled, study.settings["crop"], batch_size, device="cpu"):
+        batches.append(x[: images - n])
+        n += len(batches[-1])
+        if n >= images:
+            break
+    return batches
+
+
+#: What a measured compression record adds to its params (older records are computed again).
+MEASURED = "params, FLOPs, file bytes, CPU ms/image at batch 1 and 64 side by side with float32 (paired ratios)"
+
+
 def storage_records(study: Study, source: str, model: nn.Module, arch: str, methods: Sequence[str],
-                    **build_options) -> list:
+                    measure: bool = False, **build_options) -> list:
     """:func:`storage_variant` of ``model`` (run ``source``) in every format of ``methods``, each
     as a computed record ``quant-<source>-<method>``; ``arch`` and ``build_options`` rebuild
-    an empty model to load the stored file into."""
+    an empty model to load the stored file into. ``int8_x86`` is calibrated on
+    :func:`calibration_batches`; ``measure`` adds parameters, FLOPs and CPU latency at the
+    profile's crop (the compression table's columns)."""
     def build() -> nn.Module:
         return build_model(arch, study.num_classes, **build_options)
 
-    records = []
+    crop, records = study.settings["crop"], []
+    extra = dict(measured=MEASURED) if measure else {}
     for method in methods:
-        run = study.run(f"quant-{source}-{method}", model=source, method=method)
-        path = storage_path(study.compressed_dir, source, method)
+        run = study.run(f"quant-{source}-{method}", model=source, method=method, **extra)
+        path = storage_path(study.compressed_dir, source, method).with_suffix(".pt2" if method == "int8_x86" else ".pt")
+        calibration = calibration_batches(study) if method == "int8_x86" else None
         records.append(computed_record(run, lambda: {
-            "label": f"{source} ({method})", **storage_variant(model, build, method, path, study.val_loader)},
-            study.force))
+            "label": f"{source} ({method})",
+            **storage_variant(model, build, method, path, study.val_loader, calibration,
+                              (3, crop, crop) if measure else None)}, study.force))
     return records
 
 
-def pruning_records(study: Study, source: str, model: nn.Module, rates: Sequence[float]) -> list:
-    """:func:`prune_with_fine_tuning` of ``model`` (run ``source``) at every rate of ``rates``
-    (``prune_steps`` steps, one epoch at ``prune_lr`` after each), each as a computed record
-    ``prune-<source>-rate<rate>``."""
-    s, records = study.settings, []
-    for rate in rates:
-        run = study.run(f"prune-{source}-rate{rate:g}", model=source, rate=rate, steps=s["prune_steps"],
-                        fine_tune="1 epoch, lr {}".format(s["prune_lr"]))
-        path = study.compressed_dir / f"{source}-pruned-{rate:g}.pt"
-        records.append(computed_record(run, lambda: {
-            "label": f"{source} pruned {rate:g}/step",
-            **prune_with_fine_tuning(model, rate, s["prune_steps"],
-                                     make_fine_tuner(study.train_loader, study.fine_tune_recipe,
-                                                     study.device),
-                                     study.val_loader, path)}, study.force))
+PRUNE_LABELS = {"magnitude": "pruned {rate:g}/step", "channels": "channels -{rate:g}/step"}
+
+
+def pruning_records(study: Study, source: str, model: nn.Module, rates: Sequence[float],
+                    methods: Sequence[str] = ("magnitude",)) -> list:
+    """:func:`prune_with_fine_tuning` of ``model`` (run ``source``) with every method of
+    ``methods`` (``magnitude``: zero weights, the assignment's; ``channels``: remove them) at
+    every rate of ``rates`` (``prune_steps`` steps, one epoch at ``prune_lr`` after each),
+    each as a computed record ``prune-<source>-rate<rate>`` (magnitude) or
+    ``prune-<source>-channels-rate<rate>``, measured per step at the profile's crop. Without
+    torch-pruning the channel runs get a ``skipped`` record saying so and are left out of the
+    returned list (the tables and the figure show the others)."""
+    s, crop, records = study.settings, study.settings["crop"], []
+    for method in methods:
+        for rate in rates:
+            kind = "" if method == "magnitude" else f"{method}-"
+            run = study.run(f"prune-{source}-{kind}rate{rate:g}", model=source, method=method, rate=rate,
+                            steps=s["prune_steps"], fine_tune="1 epoch, lr {}".format(s["prune_lr"]),
+                            measured=MEASURED)
+            if method == "channels" and importlib.util.find_spec("torch_pruning") is None:
+                skipped_record(run, "torch-pruning not installed", "pip install torch-pruning (requirements.txt)",
+                               label=f"{source} {PRUNE_LABELS[method].format(rate=rate)}")
+                print(f"{run.name} skipped: pip install torch-pruning to remove channels")
+                continue
+            path = study.compressed_dir / f"{source}-{kind}pruned-{rate:g}.pt"
+            records.append(computed_record(run, lambda: {
+                "label": f"{source} {PRUNE_LABELS[method].format(rate=rate)}",
+                **prune_with_fine_tuning(model, rate, s["prune_steps"],
+                                         make_fine_tuner(study.train_loader, study.fine_tune_recipe, study.device),
+                                         study.val_loader, path, method, (3, crop, crop),
+                                         meta=dict(arch="food_student", num_classes=study.num_classes))},
+                study.force))
     return records
 
 
@@ -616,12 +874,42 @@ def quant_table(quant: Sequence[Mapping]):
 
 
 def prune_table(prune_records: Sequence[Mapping]):
-    """One row per pruning rate: steps, accuracy before and after, final sparsity, sizes."""
+    """One row per pruning method and rate: steps, accuracy before and after, final
+    parameters and sparsity, sizes."""
     return R.records_table(prune_records, {
-        "rate per step": "params.rate", "steps": "params.steps", "val top-1 % before": "start.val_top1",
+        "rate per step": "params.rate", "method": "params.method", "steps": "params.steps",
+        "val top-1 % before": "start.val_top1", "params": "final.params",
         "final sparsity": "final.sparsity", "non-zero params": "final.nonzero_params",
         "val top-1 % after": "final.val_top1",
         "file bytes": "size_bytes", "zipped bytes": "zipped_bytes"}, index="rate per step")
+
+
+def _compression_row(technique: str, params, nbytes, values: Mapping) -> dict:
+    """One row of :func:`compression_table` from a record's measured ``values``."""
+    ms, speedup = values.get("latency_ms") or {}, values.get("speedup") or {}
+    return {"technique": technique, "params": params, "file bytes": nbytes, "FLOPs": values.get("flops"),
+            "ms/img b1": ms.get("1"), "ms/img b64": ms.get("64"), "x faster b1": speedup.get("1"),
+            "x faster b64": speedup.get("64"), "val top-1 %": values.get("val_top1")}
+
+
+def compression_table(quant: Sequence[Mapping], prune_records: Sequence[Mapping]):
+    """One row per compression technique of the final student: the storage formats and int8
+    model of :func:`storage_records` (``measure=True``) and the last step of every pruning
+    record, with parameters (after magnitude pruning: the non-zero ones), file bytes, FLOPs
+    per image, CPU ms per image at batch 1 and 64 and "x faster" (the median over
+    interleaved rounds of the float32 model's time over this one's: > 1 is faster), and
+    validation top-1."""
+    import pandas as pd
+
+    rows = [_compression_row(f"{r['method']} ({'int8 compute' if r['method'] == 'int8_x86' else 'float32 compute'})",
+                             r.get("n_params"), r.get("size_bytes"), r) for r in quant if r.get("latency_ms")]
+    for r in prune_records:
+        final = r["final"]
+        params = final["nonzero_params"] if _method_of(r) == "magnitude" else final.get("params")
+        rows.append(_compression_row(f"{r['label']} x{r['params']['steps']}", params, r["size_bytes"], final))
+    table = pd.DataFrame(rows, columns=list(_compression_row("", 0, 0, {})))
+    table[["params", "file bytes", "FLOPs"]] = table[["params", "file bytes", "FLOPs"]].astype("Int64")
+    return table.set_index("technique")
 
 
 def compare_table(compare: Sequence[Mapping]):
@@ -800,14 +1088,23 @@ def _size_sentences(by_run: Mapping[str, Mapping], final: str, n_test: Optional[
                    f"({points:+.1f} points, {verdict_words(points, noise)}).")
     if not R.is_finished(f32):
         return out
-    for fmt in ("float16", "minmax8", "torch_int8"):
+    for fmt in ("float16", "minmax8", "int8_x86"):
         rec = by_run.get(f"quant-{final}-{fmt}")
         if R.is_finished(rec) and rec.get("val_top1") is not None:
             delta = rec["val_top1"] - f32["val_top1"]
             noise = noise_band((rec["val_top1"] + f32["val_top1"]) / 2, n_test)
             out.append(f"{fmt}: {f32['size_bytes'] / rec['size_bytes']:.2f}x smaller than float32, "
-                       f"{delta:+.1f} points ({verdict_words(delta, noise)}).")
+                       f"{delta:+.1f} points ({verdict_words(delta, noise)}){_speed_words(rec)}.")
     return out
+
+
+def _speed_words(values: Mapping) -> str:
+    """", 1.80x the float32 model's speed at batch 64 (1.10x at batch 1)" from side-by-side timings."""
+    speedup = values.get("speedup") or {}
+    if not (speedup.get("64") and speedup.get("1")):
+        return ""
+    return (f", {speedup['64']:.2f}x the float32 model's speed at batch 64 "
+            f"({speedup['1']:.2f}x at batch 1)")
 
 
 def _pruning_sentences(records: Iterable[Mapping], final: str, n_test: Optional[int]) -> list:
@@ -820,7 +1117,16 @@ def _pruning_sentences(records: Iterable[Mapping], final: str, n_test: Optional[
         noise = noise_band((before + after) / 2, n_test)
         out.append(f"Pruning {r['params']['rate']:g}/step: sparsity {100 * r['final']['sparsity']:.0f}% after "
                    f"{r['params']['steps']} steps, {before:.1f}% -> {after:.1f}% "
-                   f"({verdict_words(after - before, noise)}).")
+                   f"({verdict_words(after - before, noise)}){_speed_words(r['final'])}.")
+    channels = sorted((r for r in records if r["run"].startswith(f"prune-{final}-channels-rate") and R.is_finished(r)),
+                      key=lambda r: r["params"]["rate"])
+    for r in channels:
+        start, end = r["start"], r["final"]
+        noise = noise_band((start["val_top1"] + end["val_top1"]) / 2, n_test)
+        out.append(f"Removing {r['params']['rate']:g} of the channels per step: {start['params']:,} -> "
+                   f"{end['params']:,} parameters after {r['params']['steps']} steps, {start['val_top1']:.1f}% -> "
+                   f"{end['val_top1']:.1f}% ({verdict_words(end['val_top1'] - start['val_top1'], noise)})"
+                   f"{_speed_words(end)}.")
     return out
 
 
@@ -894,6 +1200,17 @@ __all__ = [
     "kd_objective",
     "train_teachers",
     "train_students",
+    "teacher_run",
+    "train_teacher",
+    "train_plain_student",
+    "train_kd_student",
+    "SETTINGS",
+    "TRAINING_RUNS",
+    "resolve_setup",
+    "study_for",
+    "finished_teachers",
+    "check_training_run",
+    "train_named",
     "best_teacher",
     "train_semi_supervised",
     "describe_pseudo_labels",
@@ -907,6 +1224,11 @@ __all__ = [
     "plot_kd_curves",
     "quant_table",
     "prune_table",
+    "compression_table",
+    "calibration_batches",
+    "MEASURED",
+    "PRUNE_LABELS",
+    "side_by_side_latency",
     "compare_table",
     "before_after_table",
     "plot_accuracy_vs_size",
@@ -930,11 +1252,12 @@ REPORT = S.PartSpec(
     tables=(
         S.Table("Teachers and students: KD from each teacher, semi-supervised KD", "part5",
                 (S.LABEL, S.PARAMS, S.FLOPS, S.TOP1, S.TOP5, S.EPOCHS, S.TRAIN_TIME), runs=r"^(teacher_|student)"),
-        S.Table("Compression of the final student: storage formats and iterative pruning", "part5",
-                (S.LABEL, S.Column("file size", "size_bytes", "bytes"), S.Column("zipped", "zipped_bytes", "bytes"),
-                 S.Column("sparsity", "final.sparsity", "share"),
-                 S.Column("val top-1 %", "val_top1|final.val_top1", "pct"), S.Column("time", "seconds", "seconds")),
-                runs=r"^(quant|prune)-", max_rows=8),
+        S.Table("Compression of the final student: storage formats, int8, magnitude and channel pruning", "part5",
+                (S.LABEL, S.Column("params", "n_params|final.nonzero_params", "count"),
+                 S.Column("file size", "size_bytes", "bytes"), S.Column("FLOPs", "flops|final.flops", "flops"),
+                 S.Column("CPU ms/img b64", "latency_ms.64|final.latency_ms.64", "num"),
+                 S.Column("val top-1 %", "val_top1|final.val_top1", "pct")),
+                runs=r"^(quant|prune)-", max_rows=10),
         S.Table("Plain vs depthwise-separable vs group convolutions at matched parameters", "part5",
                 (S.LABEL, S.Column("width", "params.width", "num"), S.PARAMS, S.FLOPS, S.TOP1, S.EPOCHS,
                  S.TRAIN_TIME), runs=r"^(conv|dwsep|group)_net$"),
@@ -944,3 +1267,22 @@ REPORT = S.PartSpec(
     contenders=r"^student",
     sizes=("params.n_train", "params.n_val"),
 )
+
+
+# --------------------------------------------------------------------------- notebook parameters
+from kdutils.core import params as P  # noqa: E402  (the notebook's parameter spec closes the module)
+
+#: What the notebook's ``parameters`` cell may hold; its next cell checks them before any work.
+PARAMETERS = {
+    **P.COMMON,
+    "food_dir": P.text(help="the food-11 tree; empty: the profile's"),
+    "image_size": P.integer(8, optional=True, help="stored image size (px)"),
+    "crop": P.integer(8, optional=True, help="training / evaluation crop (px)"),
+    "T": P.number(0, low_open=True, optional=True, help="KD temperature"),
+    "alpha": P.number(0, 1, optional=True, help="KD weight of the soft term, (1 - alpha) on the labels"),
+    "pseudo_threshold": P.number(0, 1, optional=True, help="teacher confidence needed for a pseudo-label"),
+    "prune_rates": P.numbers(0, 1, min_len=2, low_open=True, high_open=True,
+                             help="fraction of the remaining weights removed per step; two or more to compare"),
+    "epochs": P.integer(1, optional=True, help="epochs of every training run"),
+    "pretrained_weights": P.text(help="local ResNet-18 ImageNet file; empty: torchvision's"),
+}

@@ -3,7 +3,9 @@
 - ``latex``: the report notebook ``notebooks/report.ipynb`` is executed by papermill for the
   page's part (outputs in ``runs/<profile>/reports/``), its stream output (warnings,
   progress) removed, and exported with ``jupyter nbconvert --to pdf --no-input`` through an
-  A4 template. Needs ``xelatex`` and ``pandoc`` (Debian/Ubuntu: ``apt-get install
+  A4 template (unnumbered headings, no title block). The page's header and tables reach
+  LaTeX as LaTeX (:func:`page_latex`: a tabular scaled down to the text width when it is
+  wider, so columns never overlap and headers never wrap), the figure row as a vector PDF. Needs ``xelatex`` and ``pandoc`` (Debian/Ubuntu: ``apt-get install
   texlive-xetex texlive-fonts-recommended texlive-plain-generic pandoc``).
 - ``matplotlib``: the page drawn on one A4 figure (:func:`draw_page`) and saved as PDF; pure
   Python, so a PDF is always produced.
@@ -34,12 +36,26 @@ LATEX_PACKAGES = "texlive-xetex texlive-fonts-recommended texlive-plain-generic 
 REPORT_NOTEBOOK = REPO_ROOT / "notebooks" / "report.ipynb"
 A4_INCHES = (8.27, 11.69)  # 595 x 842 pt
 
-#: nbconvert template for the LaTeX path: A4, narrow margins, no title block, no page number.
+#: nbconvert template for the LaTeX path: A4, narrow margins, no title block, no page number,
+#: no section numbers (a Markdown heading would print as "0.1 ..."), figures at the full
+#: text width and at most ``@FIGHEIGHT@`` of the page high, ``\fittable`` (used by
+#: :func:`page_latex`: a table at its natural width, scaled down to the text width only when
+#: it is wider) and ``\kdtextsize{<size>}`` (used by :func:`text_latex`: the size chosen by
+#: :func:`latex_layout`, or ``@TEXTSIZE@`` when a retry asks for smaller text).
 LATEX_TEMPLATE = r"""((*- extends 'index.tex.j2' -*))
 ((* block docclass *))\documentclass[10pt,a4paper]{article}((* endblock docclass *))
-((* block margins *))\geometry{a4paper,margin=1.4cm}\pagestyle{empty}((* endblock margins *))
+((* block margins *))\geometry{a4paper,margin=1.4cm}\pagestyle{empty}\setcounter{secnumdepth}{0}
+\setlength{\parskip}{3pt}
+\newcommand{\fittable}[1]{\adjustbox{max width=\linewidth}{#1}}
+\newcommand{\kdtextsize}[1]{@TEXTSIZE@}((* endblock margins *))
 ((* block maketitle *))((* endblock maketitle *))
+((* block figure scoped *))\begin{center}\adjustimage{max size={\linewidth}{@FIGHEIGHT@\paperheight}}{((( filename )))}\end{center}
+((* endblock figure *))
 """
+#: The LaTeX export's attempts, in order, until the page fits one A4 sheet: (text size,
+#: largest figure height as a share of the page). The first keeps :func:`latex_layout`'s size.
+LATEX_FIT_LEVELS = (("#1", "0.42"), (r"\footnotesize", "0.26"), (r"\scriptsize", "0.18"), (r"\scriptsize", "0.12"),
+                    (r"\tiny", "0.12"))
 
 
 # --------------------------------------------------------------------------- the one interface
@@ -96,18 +112,61 @@ def pdf_pages(path: Path) -> tuple[int, list]:
     return len(reader.pages), [round(float(box.width), 1), round(float(box.height), 1)]
 
 
+# --------------------------------------------------------------------------- checking a page
+def _overlap_share(a: dict, b: dict) -> float:
+    """Intersection area of two word boxes over the smaller box's area (0 when apart)."""
+    w = min(a["x1"], b["x1"]) - max(a["x0"], b["x0"])
+    h = min(a["bottom"], b["bottom"]) - max(a["top"], b["top"])
+    if w <= 0 or h <= 0:
+        return 0.0
+    smaller = min((a["x1"] - a["x0"]) * (a["bottom"] - a["top"]), (b["x1"] - b["x0"]) * (b["bottom"] - b["top"]))
+    return w * h / smaller if smaller > 0 else 0.0
+
+
+def layout_problems(path: Path, min_share: float = 0.3) -> list:
+    """What is wrong with the printed text of a PDF, read from the positions of its
+    characters (pdfplumber): pages beyond the first, characters that overlap another by
+    more than ``min_share`` of the smaller one's area (columns or lines printed on top of
+    each other; neighbours in the text stream may touch: kerning tucks a comma under a T),
+    characters outside the page. An empty list:
+    one page, every character legible. Needs ``pdfplumber``."""
+    import pdfplumber
+
+    problems = []
+    with pdfplumber.open(str(path)) as doc:
+        if len(doc.pages) != 1:
+            problems.append(f"{len(doc.pages)} pages, not one")
+        for number, page in enumerate(doc.pages, 1):
+            chars = sorted(({**c, "order": k} for k, c in enumerate(page.chars)  # rotated text: boxes unreliable
+                            if c["text"].strip() and c.get("upright", True)),
+                           key=lambda c: c["top"])
+            for i, a in enumerate(chars):
+                if a["x0"] < -1 or a["top"] < -1 or a["x1"] > page.width + 1 or a["bottom"] > page.height + 1:
+                    problems.append(f"page {number}: {a['text']!r} at ({a['x0']:.0f}, {a['top']:.0f}) pt lies "
+                                    "outside the page")
+                for b in chars[i + 1:]:
+                    if b["top"] >= a["bottom"]:
+                        break
+                    if abs(a["order"] - b["order"]) > 1 and _overlap_share(a, b) > min_share:  # kerned neighbours may touch
+                        problems.append(f"page {number}: {a['text']!r} and {b['text']!r} overlap at "
+                                        f"({a['x0']:.0f}, {a['top']:.0f}) pt")
+    return problems
+
+
 # --------------------------------------------------------------------------- LaTeX
 def write_pdf_latex(part: str, profile: str, path: Path, timeout: float = 600) -> Path:
     """Execute the report notebook for ``part`` (papermill, as ``make figures`` runs notebooks),
     keep only what its code cells display (no Markdown intro, no stream output such as
     warnings or progress), export it with ``jupyter nbconvert --to pdf --no-input`` through
-    the A4 template. Raises RuntimeError when a step fails."""
+    the A4 template; when the page runs onto a second sheet, export again with smaller text
+    and figures (:data:`LATEX_FIT_LEVELS`). Raises RuntimeError when a step fails or the page
+    never fits (``auto`` then falls back to matplotlib)."""
     import nbformat
 
-    from kdutils.tools.sweep import run_notebook
+    from kdutils.tools.processes import run_notebook
 
     outcome = run_notebook(REPORT_NOTEBOOK, runs_dir() / profile / "reports", f"report_{part}",
-                           {"profile": profile, "part": part}, timeout=timeout,
+                           {"profile": profile, "part": part, "figure_format": "pdf"}, timeout=timeout,
                            context={"part": part, "profile": profile})
     if outcome["status"] != "ok":
         raise RuntimeError(f"the report notebook failed for {part}: {outcome['error']} (log: {outcome['log']})")
@@ -119,17 +178,144 @@ def write_pdf_latex(part: str, profile: str, path: Path, timeout: float = 600) -
     with tempfile.TemporaryDirectory() as tmp:
         src = Path(tmp) / f"{path.stem}.ipynb"
         nbformat.write(nb, str(src))
-        template = Path(tmp) / "a4_report.tex.j2"
-        template.write_text(LATEX_TEMPLATE)
-        cmd = [sys.executable, "-m", "nbconvert", "--to", "pdf", "--no-input", "--template-file", str(template),
-               "--output-dir", tmp, "--output", path.stem, str(src)]
-        done = subprocess.run(cmd, cwd=tmp, capture_output=True, text=True, timeout=timeout)
-        built = Path(tmp) / f"{path.stem}.pdf"
-        if done.returncode != 0 or not built.is_file():
-            tail = "\n".join((done.stderr or done.stdout).splitlines()[-15:])
-            raise RuntimeError(f"jupyter nbconvert --to pdf failed for {part} (exit {done.returncode}):\n{tail}")
+        for size, height in LATEX_FIT_LEVELS:
+            built = _nbconvert_pdf(src, Path(tmp), size, height, timeout)
+            pages = pdf_pages(built)[0]
+            if pages == 1:
+                break
+        if pages != 1:
+            raise RuntimeError(f"the LaTeX page of {part} does not fit one A4 page even at the smallest text "
+                               f"({pages} pages)")
         atomic_write(path, lambda t: shutil.copyfile(built, t))
     return path
+
+
+def _nbconvert_pdf(src: Path, folder: Path, text_size: str, fig_height: str, timeout: float) -> Path:
+    """``jupyter nbconvert --to pdf --no-input`` of ``src`` through :data:`LATEX_TEMPLATE`
+    (``text_size``, ``fig_height`` filled in); the PDF's path (RuntimeError on failure)."""
+    template = folder / "a4_report.tex.j2"
+    template.write_text(LATEX_TEMPLATE.replace("@TEXTSIZE@", text_size).replace("@FIGHEIGHT@", fig_height))
+    cmd = [sys.executable, "-m", "nbconvert", "--to", "pdf", "--no-input", "--template-file", str(template),
+           "--output-dir", str(folder), "--output", src.stem, str(src)]
+    done = subprocess.run(cmd, cwd=folder, capture_output=True, text=True, timeout=timeout)
+    built = folder / f"{src.stem}.pdf"
+    if done.returncode != 0 or not built.is_file():
+        tail = "\n".join((done.stderr or done.stdout).splitlines()[-15:])
+        raise RuntimeError(f"jupyter nbconvert --to pdf failed for {src.stem} (exit {done.returncode}):\n{tail}")
+    return built
+
+
+# --------------------------------------------------------------------------- LaTeX page
+_LATEX_SPECIALS = {"\\": r"\textbackslash{}", "&": r"\&", "%": r"\%", "$": r"\$", "#": r"\#", "_": r"\_",
+                   "{": r"\{", "}": r"\}", "~": r"\textasciitilde{}", "^": r"\textasciicircum{}"}
+
+
+def latex_escape(text) -> str:
+    r"""``text`` with LaTeX's special characters escaped (``50% of a_b`` -> ``50\% of a\_b``)."""
+    return "".join(_LATEX_SPECIALS.get(ch, ch) for ch in str(text))
+
+
+def latex_inline(text: str) -> str:
+    r"""One line of Markdown as LaTeX: escaped, ``**bold**`` -> ``\textbf``, ``*italic*`` ->
+    ``\emph``, ```code``` -> ``\texttt``."""
+    out = latex_escape(text)
+    out = re.sub(r"\*\*(.+?)\*\*", r"\\textbf{\1}", out)
+    out = re.sub(r"(?<![\w*])\*(?!\s)(.+?)(?<!\s)\*(?![\w*])", r"\\emph{\1}", out)
+    return re.sub(r"`(.+?)`", r"\\texttt{\1}", out)
+
+
+def _numeric(value: str) -> bool:
+    return bool(re.fullmatch(r"[-+]?[\d.,]+\s*(%|[kMG]|kB|MB|s|min|h|x)?", value.strip())) or value.strip() == "-"
+
+
+def latex_table(frame, best_row=None) -> str:
+    r"""A DataFrame of display strings as a booktabs tabular inside ``\fittable`` (the
+    template's command: scaled down to the text width only when wider). Columns whose cells
+    are all numbers are right-aligned, headers never wrap, the ``best_row`` is bold."""
+    columns = list(frame.columns)
+    cells = frame.astype(str).values.tolist()
+    align = "".join("r" if i and all(_numeric(row[i]) for row in cells) else "l" for i in range(len(columns)))
+    lines = [r"\fittable{\begin{tabular}{" + align + "}", r"\toprule",
+             " & ".join(r"\textbf{" + latex_escape(c) + "}" for c in columns) + r" \\", r"\midrule"]
+    for i, row in enumerate(cells):
+        values = [latex_escape(v) for v in row]
+        if i == best_row:
+            values = [r"\textbf{" + v + "}" for v in values]
+        lines.append(" & ".join(values) + r" \\")
+    return "\n".join(lines + [r"\bottomrule", r"\end{tabular}}"])
+
+
+#: Sizes of the LaTeX page's text blocks, largest first: (LaTeX size command, points).
+LATEX_TEXT_SIZES = ((r"\small", 9.0), (r"\footnotesize", 8.0), (r"\scriptsize", 7.0))
+#: Text area of the LaTeX page (A4 less the template's 1.4 cm margins), inches.
+LATEX_TEXT_AREA = (A4_INCHES[0] - 2.8 / 2.54, A4_INCHES[1] - 2.8 / 2.54)
+
+
+def _latex_tables_height(page) -> float:
+    """Inches the LaTeX page's header, notes, tables and set-up table take (an estimate that
+    errs on the large side: rows at 0.17 in, titles and notes at 0.3 in)."""
+    setup = getattr(page, "setup", None)
+    rows = sum(len(v.frame) + 1 for v in page.tables if len(v.frame)) + (len(setup) + 1 if setup is not None else 0)
+    titles = len(page.tables) * 2 + (1 if setup is not None else 0) + len(page.notes)
+    return 0.9 + 0.17 * rows + 0.3 * titles
+
+
+def latex_layout(page) -> tuple:
+    """``(size command, figure-row height in inches)`` for the LaTeX page: the largest text
+    size (:data:`LATEX_TEXT_SIZES`) that leaves the figure row at least 2 inches on one A4
+    page, the figure rows taking what is left (at most 6.5 inches)."""
+    width, height = LATEX_TEXT_AREA
+    paragraphs = _paragraphs(page.text_blocks())
+    room = height - 0.35 - _latex_tables_height(page)
+    for command, size in LATEX_TEXT_SIZES:
+        left = room - _text_height(paragraphs, size, width, em=0.47)
+        if left >= 2.0:
+            return command, min(6.5, left)
+    return LATEX_TEXT_SIZES[-1][0], 1.6
+
+
+def text_latex(page, size_command: str = r"\small") -> str:
+    """The page's text blocks (findings, opinion, caveat) as LaTeX at ``size_command``: a bold
+    run-in heading, paragraphs, tight bullet lists; Markdown emphasis becomes LaTeX's."""
+    out = [r"{\kdtextsize{" + size_command + "}"]
+    for head, body in page.text_blocks():
+        items = [(t, True) for t in body] if isinstance(body, list) else markdown_items(body, keep_marks=True)
+        out.append(r"\par\vspace{3pt}\noindent\textbf{" + latex_escape(head) + r".}")
+        in_list = False
+        for text, bullet in items:
+            if bullet and not in_list:
+                out.append(r"\begin{itemize}[nosep,leftmargin=1.3em]")
+            elif not bullet and in_list:
+                out.append(r"\end{itemize}")
+            in_list = bullet
+            out.append((r"\item " if bullet else r"\par ") + latex_inline(text))
+        if in_list:
+            out.append(r"\end{itemize}")
+    return "\n".join(out + [r"\par}"]) + "\n"
+
+
+def page_latex(page) -> str:
+    """The page's header and tables as LaTeX for the report notebook's export: the title
+    (an unnumbered heading), the meta line, notes, each table with its title and note, the
+    set-up table."""
+    out = [r"{\Large\bfseries " + latex_escape(page.title) + r"\par}\vspace{2pt}",
+           r"{\footnotesize\color{darkgray}" + latex_escape(page.meta) + r"\par}\vspace{2pt}\hrule\vspace{4pt}"]
+    out += [r"{\small\color{red!60!black}" + latex_inline(note) + r"\par}" for note in page.notes
+            if not note.startswith("No saved figure")]
+    for i, view in enumerate(page.tables):
+        out.append(r"\vspace{4pt}{\small\textbf{Table " + f"{i + 1} - " + latex_escape(view.spec.title) + r"}\par}")
+        if len(view.frame):
+            out.append(r"{\footnotesize\setlength{\tabcolsep}{4pt}" + latex_table(view.frame, view.best_row) + r"\par}")
+        under = [f"Rows: {view.note}." if view.note else "",
+                 f"Bold: the best run by {page.spec.metric.title}." if view.best_row is not None else ""]
+        if any(under):
+            out.append(r"{\scriptsize\itshape\color{darkgray}" + latex_escape(" ".join(u for u in under if u))
+                       + r"\par}")
+    setup = getattr(page, "setup", None)
+    if setup is not None and len(setup):
+        out.append(r"\vspace{4pt}{\small\textbf{Set-up} (the recipes of the runs above, from their records)\par}")
+        out.append(r"{\scriptsize\setlength{\tabcolsep}{4pt}" + latex_table(setup) + r"\par}")
+    return "\n".join(out) + "\n"
 
 
 # --------------------------------------------------------------------------- matplotlib
@@ -142,41 +328,119 @@ def _curve_records(page, limit: int = 8) -> list:
     return [r for r in rows if has_curve(r)][:limit]
 
 
-def draw_figures(page, fig, rect: Sequence[float]) -> None:
-    """The figure row in ``rect`` (left, bottom, width, height in figure fractions): test
-    top-1 vs epoch from the records, and the part's notebook figures beside it."""
+def figure_panels(page) -> list:
+    """What the figure rows show: ``"curves"`` (test top-1 vs epoch from the records, when
+    any row has a history) and the paths of the part's notebook figures."""
+    return (["curves"] if _curve_records(page) else []) + list(page.figures)
+
+
+#: Width / height of the curves panel; a notebook figure keeps its own.
+CURVES_ASPECT = 1.6
+PANEL_GAP_IN = 0.35  # inches between panels and between rows (room for axis labels and titles)
+
+
+def _aspect(panel) -> float:
+    if panel == "curves":
+        return CURVES_ASPECT
     import matplotlib.image as mpimg
 
-    from kdutils.core.plots import plot_curves
+    height, width = mpimg.imread(panel).shape[:2]
+    return width / height
 
+
+def plan_rows(panels: list, width_in: float, height_in: float) -> list:
+    """``[(panels of the row, row height in inches)]`` for figure panels in a ``width_in`` x
+    ``height_in`` area. Each panel keeps its aspect ratio (:func:`_aspect`), so a wide
+    notebook figure gets a wide slot. Two layouts are compared and the one whose panels
+    cover more area wins: all panels in one row, or (two or more panels) the first panel
+    (the curves) on a row of its own above the others. No row is taller than its panels
+    need at the full width."""
+    if not panels:
+        return []
+
+    def natural(row):
+        return (width_in - PANEL_GAP_IN * (len(row) - 1)) / sum(_aspect(p) for p in row)
+
+    def area(plan):
+        return sum(_aspect(p) * h * h for row, h in plan for p in row)
+
+    one = [(panels, min(height_in, natural(panels)))]
+    if len(panels) < 2:
+        return one
+    first, rest = panels[:1], panels[1:]
+    room = height_in - PANEL_GAP_IN
+    h_rest = min(natural(rest), room / 2)
+    h_first = min(natural(first), room - h_rest)
+    h_rest = min(natural(rest), room - h_first)
+    two = [(first, h_first), (rest, h_rest)]
+    return two if h_first > 0 and h_rest > 0 and area(two) > area(one) else one
+
+
+def rows_height(plan: list) -> float:
+    """Inches a :func:`plan_rows` plan takes, gaps included."""
+    return sum(h for _, h in plan) + PANEL_GAP_IN * max(0, len(plan) - 1)
+
+
+def draw_figures(page, fig, rect: Sequence[float]) -> None:
+    """The figure rows in ``rect`` (left, bottom, width, height in figure fractions), laid
+    out by :func:`plan_rows`: test top-1 vs epoch from the records, and the part's notebook
+    figures beside or below it, each at its own aspect ratio, centred in its row."""
     left, bottom, width, height = rect
-    curves = _curve_records(page)
-    panels = (["curves"] if curves else []) + list(page.figures)
+    fig_w, fig_h = fig.get_size_inches()
+    panels = figure_panels(page)
     if not panels:
         ax = fig.add_axes(rect)
         ax.axis("off")
         ax.text(0.5, 0.5, "No training curves or saved figures yet.", ha="center", va="center",
                 fontsize=9, color="0.4")
         return
-    gap = 0.04 * width
-    w = (width - gap * (len(panels) - 1)) / len(panels)
-    for i, panel in enumerate(panels):
-        x = left + i * (w + gap)
-        if panel == "curves":
-            ax = fig.add_axes([x + 0.1 * w, bottom + 0.12 * height, 0.88 * w, 0.8 * height])
-            plot_curves(curves, keys=("test_top1",), ylabel="test top-1 (%)", ax=ax,
-                        labels=[r["label"] for r in curves])
-            ax.set_title("test top-1 vs epoch (from the records)", fontsize=7.5)
-            ax.tick_params(labelsize=6.5)
-            ax.xaxis.label.set_size(7)
-            ax.yaxis.label.set_size(7)
-            if ax.get_legend():
-                ax.legend(fontsize=5, ncol=2 if len(curves) > 4 and len(panels) == 1 else 1, framealpha=0.6)
-        else:
-            ax = fig.add_axes([x, bottom, w, height * 0.94])
-            ax.imshow(mpimg.imread(panel))
-            ax.set_title(f"figures/{panel.name}", fontsize=7.5)
-            ax.axis("off")
+    plan = plan_rows(panels, width * fig_w, height * fig_h)
+    top = bottom + height
+    for row, row_h in plan:
+        widths = [_aspect(p) * row_h for p in row]
+        x = left * fig_w + (width * fig_w - sum(widths) - PANEL_GAP_IN * (len(row) - 1)) / 2
+        top -= row_h / fig_h
+        for panel, w in zip(row, widths):
+            _draw_panel(page, fig, panel, [x / fig_w, top, w / fig_w, row_h / fig_h], wide=len(row) == 1)
+            x += w + PANEL_GAP_IN
+        top -= PANEL_GAP_IN / fig_h
+
+
+def _title(ax, text: str, width_in: float, largest: float = 7.5) -> None:
+    """``text`` as the axes' title at the largest size (down to 4.5 pt) that keeps it within
+    ``width_in`` inches, so neighbouring panels' titles never run into each other."""
+    ax.set_title(text, fontsize=max(4.5, min(largest, width_in * 72 / (0.6 * max(len(text), 1)))))
+
+
+def _draw_panel(page, fig, panel, rect: Sequence[float], wide: bool) -> None:
+    """One panel: the curves from the records, or a notebook figure (its file name above)."""
+    import matplotlib.image as mpimg
+
+    from kdutils.core.plots import plot_curves
+
+    x, y, w, h = rect
+    fig_w, fig_h = fig.get_size_inches()
+    title, below = 0.2 / fig_h, 0.36 / fig_h  # room for the title above, tick labels and x label below
+    if panel == "curves":
+        curves = _curve_records(page)
+        ax = fig.add_axes([x + 0.45 / fig_w, y + below, w - 0.5 / fig_w, max(h - below - title, 0.2 / fig_h)])
+        plot_curves(curves, keys=("test_top1",), ylabel="test top-1 (%)", ax=ax, labels=[r["label"] for r in curves])
+        _title(ax, "test top-1 vs epoch (from the records)", w * fig_w)
+        ax.tick_params(labelsize=6.5)
+        ax.xaxis.label.set_size(7)
+        ax.yaxis.label.set_size(7)
+        if ax.get_legend() and h * fig_h < 1.5:  # too short for a legend: the lines are Table 1's rows
+            ax.get_legend().remove()
+            _title(ax, "test top-1 vs epoch (lines: Table 1's rows)", w * fig_w)
+        elif ax.get_legend():
+            small = h * fig_h < 2.0 and len(curves) > 4  # a short panel: a smaller legend in two columns
+            ax.legend(fontsize=4.5 if small else 5.5, ncol=2 if (len(curves) > 4 and wide) or small else 1,
+                      framealpha=0.6)
+        return
+    ax = fig.add_axes([x, y, w, h - title])
+    ax.imshow(mpimg.imread(panel))
+    _title(ax, f"figures/{panel.name}", w * fig_w)
+    ax.axis("off")
 
 
 def plain(text: str) -> str:
@@ -186,8 +450,10 @@ def plain(text: str) -> str:
     return text.replace("`", "")
 
 
-def _wrap(text: str, size: float, width_in: float) -> list:
-    return textwrap.wrap(text, max(20, int(width_in * 72 / (0.53 * size))), break_on_hyphens=False) or [""]
+def _wrap(text: str, size: float, width_in: float, em: float = 0.53) -> list:
+    """``text`` wrapped to ``width_in`` inches at ``size`` points, a character taking ``em``
+    of the size on average (0.53: matplotlib's DejaVu Sans; LaTeX's Latin Modern is narrower)."""
+    return textwrap.wrap(text, max(20, int(width_in * 72 / (em * size))), break_on_hyphens=False) or [""]
 
 
 def _line_h(size: float) -> float:
@@ -202,15 +468,16 @@ def _wrapped(fig, x: float, y: float, text: str, size: float, width_in: float, *
     return y
 
 
-def markdown_items(text: str) -> list:
+def markdown_items(text: str, keep_marks: bool = False) -> list:
     """``[(text, bullet)]`` of a Markdown string: one item per paragraph (blank-line
-    separated) or per ``- `` list item (continuation lines joined), emphasis removed."""
+    separated) or per ``- `` list item (continuation lines joined), emphasis removed
+    (kept with ``keep_marks``)."""
     items = []
     for block in text.split("\n\n"):
         for i, chunk in enumerate(re.split(r"^- ", block.strip(), flags=re.M)):
             words = " ".join(chunk.split())
             if words:
-                items.append((plain(words), i > 0))
+                items.append((words if keep_marks else plain(words), i > 0))
     return items
 
 
@@ -221,9 +488,9 @@ def _paragraphs(blocks) -> list:
             for head, body in blocks]
 
 
-def _text_height(paragraphs, size: float, width_in: float) -> float:
-    """Inches the text blocks take at font ``size``."""
-    lines = sum(len(_wrap(t, size, width_in - (0.15 if b else 0))) for _, items in paragraphs for t, b in items)
+def _text_height(paragraphs, size: float, width_in: float, em: float = 0.53) -> float:
+    """Inches the text blocks take at font ``size`` (``em``: see :func:`_wrap`)."""
+    lines = sum(len(_wrap(t, size, width_in - (0.15 if b else 0), em)) for _, items in paragraphs for t, b in items)
     gaps = sum(len(items) for _, items in paragraphs)
     return len(paragraphs) * 0.22 + lines * 1.35 * size / 72 + gaps * 0.03
 
@@ -242,48 +509,85 @@ def _draw_text(fig, paragraphs, x: float, y: float, size: float, width_in: float
     return y
 
 
-def _draw_table(fig, view, x: float, y: float, width: float, row_h: float) -> float:
-    """Draw a table with its top-left corner at (x, y); return the y under it."""
-    n = len(view.frame)
-    ax = fig.add_axes([x, y - row_h * (n + 1), width, row_h * (n + 1)])
+#: Height of a table's header row, in data rows (room above and below the bold titles).
+HEADER_ROWS = 1.5
+
+
+def column_widths(frame, size: float) -> list:
+    """Inches each column of ``frame`` needs at font ``size`` (its widest cell or bold header,
+    DejaVu Sans at ~0.6 em per character, plus padding)."""
+    def chars(values):
+        return max((len(str(v)) for v in values), default=1)
+
+    return [(max(chars(frame[c]), 1.1 * len(str(c))) * 0.6 * size + 2 * size) / 72 for c in frame.columns]
+
+
+def table_font_size(frame, width_in: float, largest: float = 6.5, smallest: float = 4.5) -> float:
+    """The largest font size (points, ``largest`` down to ``smallest``) at which every column of
+    ``frame`` fits ``width_in`` inches side by side, so no cell spills into its neighbour."""
+    need = sum(column_widths(frame, 1.0))
+    return max(smallest, min(largest, width_in / need)) if need else largest
+
+
+def _draw_table(fig, frame, x: float, y: float, width: float, row_h: float, best_row=None,
+                size: float = 6.5) -> float:
+    """Draw ``frame`` (display strings) with its top-left corner at (x, y): the font at most
+    ``size`` and small enough that every column fits (:func:`table_font_size`), columns as wide
+    as their widest cell (the rest of the width shared out), the header row
+    :data:`HEADER_ROWS` tall, ``best_row`` highlighted; return the y under it."""
+    n = len(frame)
+    height = row_h * (n + HEADER_ROWS)
+    ax = fig.add_axes([x, y - height, width, height])
     ax.axis("off")
-    table = ax.table(cellText=view.frame.values.tolist(), colLabels=list(view.frame.columns),
-                     cellLoc="center", bbox=[0, 0, 1, 1])
+    width_in = width * fig.get_size_inches()[0]
+    size = table_font_size(frame, width_in, largest=size)
+    need = column_widths(frame, size)
+    table = ax.table(cellText=frame.values.tolist(), colLabels=list(frame.columns), cellLoc="center",
+                     bbox=[0, 0, 1, 1], colWidths=[w / sum(need) for w in need])
     table.auto_set_font_size(False)
-    table.set_fontsize(6.5)
-    table.auto_set_column_width(list(range(len(view.frame.columns))))
+    table.set_fontsize(size)
     for (row, _), cell in table.get_celld().items():
         cell.set_linewidth(0.3)
         if row == 0:
+            cell.set_height(cell.get_height() * HEADER_ROWS)
             cell.set_facecolor("0.88")
             cell.get_text().set_fontweight("bold")
-        elif view.best_row is not None and row - 1 == view.best_row:
+        elif best_row is not None and row - 1 == best_row:
             cell.set_facecolor("#e4f1e4")
             cell.get_text().set_fontweight("bold")
-    return y - row_h * (n + 1)
+    return y - height
 
 
 def _draw_tables(fig, page, m: float, y: float, text_w: float) -> float:
     H = A4_INCHES[1]
-    n_rows = sum(len(v.frame) + 1 for v in page.tables if len(v.frame))
+    n_rows = sum(len(v.frame) + HEADER_ROWS for v in page.tables if len(v.frame))
     row_h = min(0.18, 3.9 / max(n_rows, 1)) / H
     for i, view in enumerate(page.tables):
         fig.text(m, y, f"Table {i + 1} - {view.spec.title}", fontsize=8.5, fontweight="bold", va="top")
         y -= 0.19 / H
         if len(view.frame):
-            y = _draw_table(fig, view, m, y, 1 - 2 * m, row_h) - 0.04 / H
+            y = _draw_table(fig, view.frame, m, y, 1 - 2 * m, row_h, view.best_row) - 0.04 / H
         under = [f"Rows: {view.note}." if view.note else "",
                  f"Highlighted: the best run by {page.spec.metric.title}." if view.best_row is not None else ""]
         if any(under):
             y = _wrapped(fig, m, y, " ".join(u for u in under if u), 6.5, text_w, style="italic", color="0.3")
         y -= 0.06 / H
+    setup = getattr(page, "setup", None)
+    if setup is not None and len(setup):
+        fig.text(m, y, "Set-up (the recipes of the runs above, from their records)", fontsize=8, fontweight="bold",
+                 va="top")
+        width = min(1 - 2 * m, 0.09 * len(setup.columns))
+        y = _draw_table(fig, setup, m, y - 0.18 / H, width, 0.15 / H, size=6) - 0.1 / H
     return y
 
 
 def draw_page(page, engine_note: str = "matplotlib"):
     """The page as one A4 matplotlib Figure (not attached to pyplot): title, meta line,
-    notes, tables, the figure row, then the text blocks at the largest font size (8.5 pt
-    down to 5.5 pt) that leaves the figures at least 1.6 inches."""
+    notes, tables, the set-up table, the figure rows, then the text blocks at the largest font
+    size (8.5 pt down to 6 pt) that leaves the figures at least 1.6 inches (a long text goes
+    down to 4.5 pt with the figures at 0.9 inches). When the text
+    is short, the figures take the rest of the page (up to 7.4 inches, :func:`plan_rows`:
+    the curves across the page and the notebook figures in a second row)."""
     from matplotlib.figure import Figure
     from matplotlib.lines import Line2D
 
@@ -302,8 +606,10 @@ def draw_page(page, engine_note: str = "matplotlib"):
 
     paragraphs = _paragraphs(page.text_blocks())
     footer, room = 0.55, y * H - 0.55 - 0.15
-    size = next((s for s in (8.5, 8, 7.5, 7, 6.5, 6) if room - _text_height(paragraphs, s, text_w) >= 1.6), 5.5)
-    fig_h = min(4.6, max(1.6, room - _text_height(paragraphs, size, text_w)))
+    size = next((s for s in (8.5, 8, 7.5, 7, 6.5, 6) if room - _text_height(paragraphs, s, text_w) >= 1.6),
+                next((s for s in (5.5, 5.0) if room - _text_height(paragraphs, s, text_w) >= 0.9), 4.5))
+    fig_h = min(7.4, max(0.9, room - _text_height(paragraphs, size, text_w)))
+    fig_h = max(0.9, min(fig_h, rows_height(plan_rows(figure_panels(page), text_w, fig_h))))
     draw_figures(page, fig, [m, y - fig_h / H, 1 - 2 * m, fig_h / H])
     _draw_text(fig, paragraphs, m, y - (fig_h + 0.12) / H, size, text_w)
     foot = f"{page.sources} | exported by kdutils.tools.report ({engine_note}) on {time.strftime('%Y-%m-%d %H:%M')}"

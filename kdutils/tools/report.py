@@ -1,12 +1,17 @@
 """One-page A4 report per assignment part (``make report``), built from the run records,
 the figures the notebooks saved and the parts' own text.
 
-A part's page holds the title; a line with profile, device, data and epochs; the part's key
-table(s), rendered from the records in ``results/<profile>/<part>/`` (never typed); the
-epoch-vs-test-accuracy graph from the same records beside the part's notebook figures
-(``figures/part<N>_*.png``); then the part's findings (``partN.findings(records)``) and argued
-opinion (``partN.OPINION``), the very text its notebook displays, and the profile's caveat.
-Missing records or figures put a "not run yet" note on the page instead of failing.
+A part's page holds the title; one line with what a reader needs to trust it (profile,
+device, data actually used, epochs, seeds, number of runs and, outside the full profile,
+"<profile> profile: not the assignment's result"); the part's key table(s), rendered from
+the records in ``results/<profile>/<part>/`` (never typed); the set-up table (the recipes
+the runs trained with, from the same records); the epoch-vs-test-accuracy graph from the
+records beside the part's notebook figures (``figures/part<N>_*.png``); then the part's
+findings (``partN.findings(records)``, numbers from the records) and argued opinion
+(``partN.OPINION``), the very text its notebook's conclusion cell displays (that cell is
+tagged ``report`` in the notebook: what it shows is what the page prints), and the
+profile's caveat. Missing records or figures put a "not run yet" note on the page instead
+of failing.
 
 What a page shows is declared by the part, ``kdutils.parts.partN.REPORT`` (a
 :class:`~kdutils.core.report_spec.PartSpec`); every module ``partN`` of :mod:`kdutils.parts`
@@ -20,6 +25,7 @@ Command line::
     python -m kdutils.tools.report --profile quick --parts 1,3 --engine matplotlib
     python -m kdutils.tools.report --profile quick --readme           # rewrite README's results block
     python -m kdutils.tools.report --profile quick --readme-tables    # print that Markdown instead
+    python -m kdutils.tools.report --profile quick --readme-figures   # copy key figures to docs/figures/
 """
 from __future__ import annotations
 
@@ -37,13 +43,17 @@ from typing import Mapping, Optional, Sequence
 
 import kdutils.parts
 from kdutils.core import records as R
-from kdutils.core.fileio import atomic_write_text
+from kdutils.core.fileio import atomic_write, atomic_write_text
 from kdutils.core.findings import as_markdown
 from kdutils.core.profiles import REPO_ROOT, figures_dir, reports_dir, resolve_profile, results_dir
 from kdutils.core.report_spec import PartSpec, Table, best_row, build_table, select_rows
 from kdutils.tools import pdf
 
 README_START, README_END = "<!-- results:start -->", "<!-- results:end -->"
+FIGURES_START, FIGURES_END = "<!-- figures:start -->", "<!-- figures:end -->"
+#: The figures the README shows (one per part, where people would rather look than read).
+README_FIGURES = ("part1_test_top1", "part2_gain", "part3_heatmap", "part4_old_task", "part5_accuracy_vs_size")
+README_FIGURE_WIDTH_PX = 640
 #: The parts with a page: the modules ``partN`` of :mod:`kdutils.parts`, in number order.
 PARTS = tuple(sorted((m.name for m in pkgutil.iter_modules(kdutils.parts.__path__)
                       if re.fullmatch(r"part\d+", m.name)), key=lambda name: int(name[4:])))
@@ -92,6 +102,7 @@ class Page:
     opinion: str = ""  # the part's OPINION (Markdown)
     caveat: str = ""
     notes: list = field(default_factory=list)
+    setup: object = None  # pandas DataFrame: the recipes the runs trained with (see setup_table)
 
     @property
     def title(self) -> str:
@@ -131,13 +142,44 @@ def _describe_device(records: Sequence[Mapping]) -> str:
 
 
 def _describe_data(spec: PartSpec, profile: str, records: Sequence[Mapping]) -> str:
+    """``"<spec.data>: <where>, <n> train / <m> test images"``; the folder named by
+    ``spec.source`` in the records (e.g. part 4's faces) is added, so the line names the data
+    the runs used, not a data set the spec assumes."""
     where = {"smoke": "generated images", "quick": "real sample data"}.get(profile, "full data set")
+    used = sorted({Path(str(R.get_field(r, spec.source))).name for r in records
+                   if spec.source and R.get_field(r, spec.source)})
+    if used:
+        where += f" ({', '.join(used)})"
     sizes = [(R.get_field(r, spec.sizes[0]), R.get_field(r, spec.sizes[1]))
              for r in records if spec.sizes and R.get_field(r, spec.sizes[0])]
     if sizes:
         n_train, n_test = max(sizes, key=lambda s: s[0])
         where += f", {n_train} train / {n_test} test images" if n_test else f", {n_train} train images"
     return f"{spec.data}: {where}"
+
+
+SETUP_COLUMNS = {"optimizer": "recipe.optimizer", "lr": "recipe.lr", "schedule": "recipe.schedule",
+                 "weight decay": "recipe.weight_decay", "epochs": "recipe.epochs", "precision": "amp",
+                 "channels-last": "channels_last", "seed": "seed"}
+
+
+def setup_table(records: Sequence[Mapping]):
+    """The set-up table of a page: one row per distinct training set-up (recipe, precision,
+    seed) among ``records``, with how many of the runs used it (None without records)."""
+    import pandas as pd
+
+    rows = {}
+    for rec in records:
+        if not isinstance(rec.get("recipe"), Mapping):
+            continue
+        row = tuple(("-" if R.get_field(rec, key) is None else str(R.get_field(rec, key)).lower())
+                    for key in SETUP_COLUMNS.values())
+        rows[row] = rows.get(row, 0) + 1
+    if not rows:
+        return None
+    frame = pd.DataFrame(list(rows), columns=list(SETUP_COLUMNS))
+    frame.insert(0, "runs", list(rows.values()))
+    return frame
 
 
 def _span(values) -> str:
@@ -151,6 +193,19 @@ def pick_figures(spec: PartSpec, folder: Optional[Path] = None, limit: int = 2) 
     """The part's notebook figures to place: the first ``limit`` of ``spec.figures`` that exist."""
     folder = Path(folder or figures_dir())
     return [p for p in (folder / f"{name}.png" for name in spec.figures) if p.is_file()][:limit]
+
+
+def _trust_line(profile: str, device: str, data: str, records: Sequence[Mapping]) -> str:
+    """The one line a reader needs to trust a page: profile, device, data, epochs, seeds,
+    runs, when they finished, and outside the full profile that these are not the
+    assignment's results."""
+    epochs = _span(r.get("epochs_done", r.get("epochs")) for r in records)
+    seeds = _span(r.get("seed") for r in records)
+    seeds = "not recorded" if seeds == "-" else seeds
+    last = max(str(r.get("finished", r.get("created", ""))) for r in records)[:16].replace("T", " ")
+    line = (f"profile {profile} | device {device} | data {data} | epochs {epochs} | seeds {seeds} | "
+            f"{len(records)} run(s), last finished {last}")
+    return line + (f" | {profile} profile: not the assignment's result" if profile != "full" else "")
 
 
 def _caveat(profile: str, epochs: str, device: str) -> str:
@@ -191,11 +246,9 @@ def build_page(part, profile: Optional[str] = None, results_root: Optional[Path]
     data = _describe_data(spec, profile, shown)
     if shown:
         device = _describe_device(shown)
-        epochs = _span(r.get("epochs_done", r.get("epochs")) for r in shown)
-        last = max(str(r.get("finished", r.get("created", ""))) for r in shown)[:16].replace("T", " ")
-        page.meta = (f"profile {profile} | device {device} | data {data} | epochs {epochs} | "
-                     f"{len(shown)} run(s), last finished {last}")
-        page.caveat = _caveat(profile, epochs, device)
+        page.meta = _trust_line(profile, device, data, shown)
+        page.setup = setup_table(shown)
+        page.caveat = _caveat(profile, _span(r.get("epochs_done", r.get("epochs")) for r in shown), device)
         if text:
             _part_text(page, module, [r for recs in loaded.values() for r in recs])
     else:
@@ -230,6 +283,9 @@ def page_markdown(page: Page, links: bool = False, heading: str = "##") -> str:
             lines += [R.table_markdown(frame.set_index(frame.columns[0]), disable_numparse=True), ""]
         if view.note:
             lines += [f"Rows: {view.note}.", ""]
+    if page.setup is not None and len(page.setup):
+        lines += ["**Set-up** (the recipes of the runs above, from their records)", "",
+                  R.table_markdown(page.setup.set_index("runs"), disable_numparse=True), ""]
     return "\n".join(lines).rstrip() + "\n"
 
 
@@ -237,25 +293,54 @@ def text_markdown(page: Page) -> str:
     """Findings (bullets, as the notebooks show them), opinion and caveat as Markdown."""
     parts = []
     for head, body in page.text_blocks():
-        parts.append(f"**{head}.**\n\n{as_markdown(body)}" if isinstance(body, list) else f"**{head}.** {body}")
+        if isinstance(body, list):
+            parts.append(f"**{head}.**\n\n{as_markdown(body)}")
+        elif body.lstrip().startswith("- "):  # a list: it must start on its own line to stay one
+            parts.append(f"**{head}.**\n\n{body}")
+        else:
+            parts.append(f"**{head}.** {body}")
     return "\n\n".join(parts) + "\n"
 
 
-def show_page(page: Page, width: float = 7.3, height: float = 3.0) -> None:
-    """Display the page in a notebook: Markdown header and table, the figure row (as a PNG,
-    whatever the kernel's matplotlib backend), the text."""
+def show_page(page: Page, width: float = 7.3, height: float = 3.0, figure_format: str = "png") -> None:
+    """Display the page in a notebook: header and tables, the figure row, the text.
+
+    The header and tables are one display bundle with Markdown (what JupyterLab shows) and
+    LaTeX (:func:`kdutils.tools.pdf.page_latex`: what ``nbconvert --to pdf`` prints, unnumbered
+    headings, tables that fit the text width); so is the text (:func:`text_markdown`,
+    :func:`kdutils.tools.pdf.text_latex`). The figure row is a 300-dpi PNG, with
+    ``figure_format="pdf"`` (the LaTeX export) a vector PDF whose height and the text size
+    are chosen so that the page fits one A4 sheet (:func:`kdutils.tools.pdf.latex_layout`).
+    """
     import io
 
-    from IPython.display import Image, Markdown, display
+    from IPython.display import Image, display
     from matplotlib.figure import Figure
 
-    display(Markdown(page_markdown(page)))
+    if figure_format not in ("png", "pdf"):
+        raise ValueError(f"figure_format must be 'png' or 'pdf', got {figure_format!r}")
+    size_command = r"\small"
+    if figure_format == "pdf":
+        size_command, height = pdf.latex_layout(page)
+    display({"text/markdown": page_markdown(page), "text/latex": pdf.page_latex(page),
+             "text/plain": page.title}, raw=True)
+    panels = pdf.figure_panels(page)
+    if panels:  # no taller than the panels need at this width
+        height = max(1.0, min(height, pdf.rows_height(pdf.plan_rows(panels, width, height))))
     fig = Figure(figsize=(width, height))
     pdf.draw_figures(page, fig, [0.0, 0.0, 1.0, 1.0])
-    png = io.BytesIO()
-    fig.savefig(png, format="png", dpi=150, bbox_inches="tight")
-    display(Image(png.getvalue()))
-    display(Markdown(text_markdown(page)))
+    out = io.BytesIO()
+    if figure_format == "pdf":
+        import base64
+
+        fig.savefig(out, format="pdf", bbox_inches="tight")
+        display({"application/pdf": base64.b64encode(out.getvalue()).decode("ascii"),
+                 "text/plain": f"{page.title}: figure row"}, raw=True)
+    else:
+        fig.savefig(out, format="png", dpi=300, bbox_inches="tight")
+        display(Image(out.getvalue(), width=int(width * 96)))
+    display({"text/markdown": text_markdown(page), "text/latex": pdf.text_latex(page, size_command),
+             "text/plain": "findings and opinion"}, raw=True)
 
 
 def repo_slug() -> str:
@@ -281,14 +366,61 @@ def readme_tables(profile: Optional[str] = None, parts: Optional[Sequence[str]] 
     return head + "\n\n" + "\n".join(page_markdown(page, links=True, heading="###") for page in pages)
 
 
-def update_readme(text: str, path: Path = REPO_ROOT / "README.md") -> Path:
-    """Replace what lies between the README's results markers with ``text``."""
+def update_readme(text: str, path: Path = REPO_ROOT / "README.md", start: str = README_START,
+                  end: str = README_END) -> Path:
+    """Replace what lies between the README's ``start`` and ``end`` markers (the results
+    block by default) with ``text``."""
     content = Path(path).read_text()
-    if README_START not in content or README_END not in content:
-        raise ValueError(f"{path} has no {README_START} ... {README_END} block to replace")
-    before, rest = content.split(README_START, 1)
-    _, after = rest.split(README_END, 1)
-    return atomic_write_text(path, f"{before}{README_START}\n{text.strip()}\n{README_END}{after}")
+    if start not in content or end not in content:
+        raise ValueError(f"{path} has no {start} ... {end} block to replace")
+    before, rest = content.split(start, 1)
+    _, after = rest.split(end, 1)
+    return atomic_write_text(path, f"{before}{start}\n{text.strip()}\n{end}{after}")
+
+
+def small_labelled_copy(source: Path, target: Path, label: str, width_px: int = README_FIGURE_WIDTH_PX) -> Path:
+    """``source`` (a figure PNG) redrawn ``width_px`` wide with ``label`` under it, as ``target``."""
+    import matplotlib.image as mpimg
+    from matplotlib.figure import Figure
+
+    image = mpimg.imread(source)
+    height_px = image.shape[0] * width_px / image.shape[1]
+    dpi = 100
+    fig = Figure(figsize=(width_px / dpi, (height_px + 22) / dpi), dpi=dpi)
+    ax = fig.add_axes([0, 22 / (height_px + 22), 1, height_px / (height_px + 22)])
+    ax.imshow(image, interpolation="antialiased")
+    ax.axis("off")
+    fig.text(0.005, 0.004, label, fontsize=8, color="0.35", va="bottom")
+    target.parent.mkdir(parents=True, exist_ok=True)
+    atomic_write(target, lambda tmp: fig.savefig(tmp, format="png", dpi=dpi))
+    return target
+
+
+def readme_figures(profile: Optional[str] = None, figures_root: Optional[Path] = None,
+                   out_dir: Path = REPO_ROOT / "docs" / "figures") -> tuple[str, list]:
+    """Copy :data:`README_FIGURES` from ``figures/`` into ``out_dir`` (small, labelled with the
+    profile and the date the notebook saved them) and return ``(the README's figures block,
+    the copies)``. Figures not saved yet are named in the block instead."""
+    profile = resolve_profile(profile)
+    folder = Path(figures_root or figures_dir())
+    lines, copies, missing = [], [], []
+    for name in README_FIGURES:
+        source = folder / f"{name}.png"
+        if not source.is_file():
+            missing.append(f"`{name}.png`")
+            continue
+        day = time.strftime("%Y-%m-%d", time.localtime(source.stat().st_mtime))
+        label = f"{name}.png | {profile} profile | make figures of {day} | not the assignment's result" \
+            if profile != "full" else f"{name}.png | full profile | make figures of {day}"
+        copy = small_labelled_copy(source, Path(out_dir) / f"{name}.png", label)
+        copies.append(copy)
+        rel = os.path.relpath(copy, REPO_ROOT) if Path(copy).is_relative_to(REPO_ROOT) else str(copy)
+        lines.append(f"![{name}: {profile} profile, {day}]({rel})")
+    head = (f"Key figures of the last `make figures PROFILE={profile}` run (each labelled with its profile and "
+            f"date; every figure is described in [figures/README.md](figures/README.md)).")
+    if missing:
+        head += f" Not saved yet: {', '.join(missing)}."
+    return head + "\n\n" + "\n\n".join(lines), copies
 
 
 # --------------------------------------------------------------------------- export
@@ -306,17 +438,27 @@ def export_reports(profile: Optional[str] = None, parts: Optional[Sequence[str]]
         page = build_page(part, profile)
         used, reason = pdf.write_pdf(page, path, engine)
         pages, size = pdf.pdf_pages(path)
+        problems = _checked_layout(path)
         entries.append({"pdf": str(path.relative_to(out_dir)), "part": part, "profile": profile, "engine": used,
                         "reason": reason, "pages": pages, "page_size_pt": size, "records": len(page.records),
-                        "figures": [str(f) for f in page.figures], "notes": page.notes,
+                        "figures": [str(f) for f in page.figures], "notes": page.notes, "layout_problems": problems,
                         "results": sorted({str(results_dir() / profile / t.part) for t in page.spec.tables}),
                         "created": time.strftime("%Y-%m-%dT%H:%M:%S")})
         if log:
             warn = "" if pages == 1 else f"  WARNING: {pages} pages, not one"
+            warn += f"  WARNING: {len(problems)} layout problem(s), e.g. {problems[0]}" if problems else ""
             log(f"{part}: {path} ({pages} page, {size[0]:.0f}x{size[1]:.0f} pt, {len(page.records)} runs) "
                 f"engine={used} ({reason}){warn}")
     _update_manifest(out_dir / "manifest.json", entries)
     return entries
+
+
+def _checked_layout(path: Path) -> Optional[list]:
+    """:func:`kdutils.tools.pdf.layout_problems` of a written PDF (None without pdfplumber)."""
+    try:
+        return pdf.layout_problems(path)
+    except ImportError:
+        return None
 
 
 def _update_manifest(path: Path, entries: list) -> None:
@@ -343,6 +485,8 @@ def build_parser() -> argparse.ArgumentParser:
     what = ap.add_mutually_exclusive_group()
     what.add_argument("--readme", action="store_true", help="rewrite README.md's results block instead of PDFs")
     what.add_argument("--readme-tables", action="store_true", help="print the README results Markdown instead of PDFs")
+    what.add_argument("--readme-figures", action="store_true",
+                      help="copy the key figures, small and labelled, to docs/figures/ and rewrite README's figures block")
     return ap
 
 
@@ -350,6 +494,11 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     args = build_parser().parse_args(argv)
     parts = [p for p in args.parts.split(",") if p.strip()]
     try:
+        if args.readme_figures:
+            text, copies = readme_figures(args.profile)
+            print(f"copied {len(copies)} figure(s) to docs/figures/; updated the figures block of "
+                  f"{update_readme(text, start=FIGURES_START, end=FIGURES_END)}")
+            return 0
         if args.readme or args.readme_tables:
             text = readme_tables(args.profile, parts)
             if args.readme_tables:

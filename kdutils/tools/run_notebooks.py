@@ -2,7 +2,7 @@
 
 Each notebook ``notebooks/part[1-5]_*.ipynb`` is executed by papermill in its own process,
 with the notebook's folder as working directory and ``KD_HEADLESS=1``, through the same
-function the sweep driver uses (:func:`kdutils.tools.sweep.run_notebook`). It receives the
+function the sweep driver uses (:func:`kdutils.tools.processes.run_notebook`). It receives the
 ``profile`` parameter (and ``data_root`` when given). Outputs go to ``runs/<profile>/``
 (git-ignored, under ``KD_OUTPUT_ROOT`` when set)::
 
@@ -12,6 +12,9 @@ function the sweep driver uses (:func:`kdutils.tools.sweep.run_notebook`). It re
     runs/<profile>/summary.json                status of every notebook of the last call
 
 A failing notebook is reported and the next one runs; the exit code is 1 when any failed.
+Ctrl-C, SIGTERM or SIGHUP stops the running notebook with its kernel, records it as
+``"interrupted"``, marks the rest ``"not run"``, writes the summary and exits with
+``128 + signal`` (130 for Ctrl-C, 143 for SIGTERM).
 The notebooks' own records (``results/``) and figures (``figures/``) are what the report
 step (``python -m kdutils.tools.report``) reads.
 
@@ -30,7 +33,7 @@ from typing import Callable, Optional, Sequence
 
 from kdutils.core import records as _results
 from kdutils.core.profiles import REPO_ROOT, resolve_profile, runs_dir
-from kdutils.tools.sweep import run_notebook
+from kdutils.tools.processes import Interrupted, raise_if_stopped, run_notebook, signal_name, stop_on_signals, stop_requested
 
 NOTEBOOKS_DIR = REPO_ROOT / "notebooks"
 #: The part notebooks (part1_* ... part5_*); the report notebook is run by ``kdutils.tools.report``.
@@ -73,23 +76,33 @@ def run_all(
     out = runs_dir() / profile
     params = {"profile": profile, **({"data_root": str(data_root)} if data_root else {})}
     say = log or (lambda msg: None)
-    summary = []
-    for i, nb in enumerate(notebooks, 1):
-        tag = f"[{i}/{len(notebooks)}] {nb.name}"
-        say(f"{tag}: running (profile {profile})")
-        outcome = run_notebook(nb, out, nb.stem, params, kernel=kernel, timeout=timeout,
-                               context={"profile": profile})
-        if outcome["status"] == "ok":
-            say(f"{tag}: ok ({outcome['seconds']:.1f} s) -> {outcome['output']}")
-        else:
-            say(f"{tag}: FAILED (exit {outcome['returncode']}, {outcome['seconds']:.1f} s): "
-                f"{outcome['error']}  -> {outcome['log']}")
-        summary.append(outcome)
-    _results.atomic_write_json(out / "summary.json", {"profile": profile, "params": params, "notebooks": summary})
-    failed = [e["run"] for e in summary if e["status"] == "failed"]
-    say(f"{len(summary) - len(failed)} ok, {len(failed)} failed" + (f": {', '.join(failed)}" if failed else "")
-        + f" (executed notebooks in {out})")
+    with stop_on_signals():  # SIGTERM / SIGHUP / Ctrl-C: stop the notebook, write the summary, raise Interrupted
+        summary = [_run_one(nb, f"[{i}/{len(notebooks)}] {nb.name}", out, params, kernel, timeout, say)
+                   for i, nb in enumerate(notebooks, 1)]
+        stopped = {"stopped_by": signal_name(stop_requested())} if stop_requested() is not None else {}
+        _results.atomic_write_json(out / "summary.json",
+                                   {"profile": profile, "params": params, "notebooks": summary, **stopped})
+        failed = [e["run"] for e in summary if e["status"] == "failed"]
+        ok = sum(e["status"] == "ok" for e in summary)
+        say(f"{ok} ok, {len(failed)} failed" + (f": {', '.join(failed)}" if failed else "")
+            + (f"; stopped by {stopped['stopped_by']}" if stopped else "") + f" (executed notebooks in {out})")
+        raise_if_stopped()
     return summary
+
+
+def _run_one(nb: Path, tag: str, out: Path, params: dict, kernel, timeout, say) -> dict:
+    """Run one notebook (or, after a stop signal, record it as ``"not run"``); its outcome."""
+    if stop_requested() is not None:
+        return {"run": nb.stem, "status": "not run", "seconds": 0.0, "output": str(out / f"{nb.stem}.ipynb")}
+    say(f"{tag}: running (profile {params['profile']})")
+    outcome = run_notebook(nb, out, nb.stem, params, kernel=kernel, timeout=timeout,
+                           context={"profile": params["profile"]})
+    if outcome["status"] == "ok":
+        say(f"{tag}: ok ({outcome['seconds']:.1f} s) -> {outcome['output']}")
+    else:
+        say(f"{tag}: {outcome['status'].upper()} (exit {outcome['returncode']}, {outcome['seconds']:.1f} s): "
+            f"{outcome['error']}  -> {outcome['log']}")
+    return outcome
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -113,6 +126,9 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     except (ValueError, FileNotFoundError) as e:
         print(f"error: {e}", file=sys.stderr)
         return 2
+    except Interrupted as stop:
+        print(f"run_notebooks {stop}: the running notebook was stopped, the rest not started", file=sys.stderr)
+        return stop.exit_code
     return 1 if any(e["status"] == "failed" for e in summary) else 0
 
 

@@ -1,4 +1,4 @@
-"""kdutils.compress.quantize: 8-bit min-max codes, float16 and PyTorch's dynamic int8."""
+"""kdutils.compress.quantize: 8-bit min-max codes, float16 and int8 inference (PT2E, x86)."""
 import pytest
 import torch
 
@@ -69,12 +69,46 @@ def test_fp16_state_keeps_integer_buffers():
     assert half["stem.1.num_batches_tracked"].dtype == torch.int64
 
 
-@pytest.mark.filterwarnings("ignore::DeprecationWarning", "ignore::UserWarning")
-def test_torch_dynamic_int8_runs_or_explains():
-    model = _student().eval()
-    try:
-        q = quantize.torch_dynamic_int8(model)
-    except RuntimeError as e:
-        pytest.skip(str(e))
-    with torch.no_grad():
-        assert q(torch.randn(1, 3, 128, 128)).shape == (1, 11)
+def _dw_pw_net() -> torch.nn.Module:
+    """A small stem + depthwise + pointwise + classifier net, in eval mode with trained-looking BN."""
+    from torch import nn
+
+    net = nn.Sequential(
+        nn.Conv2d(3, 8, 3, stride=2, padding=1, bias=False), nn.BatchNorm2d(8), nn.ReLU(),
+        nn.Conv2d(8, 8, 3, padding=1, groups=8, bias=False), nn.BatchNorm2d(8), nn.ReLU(),
+        nn.Conv2d(8, 16, 1, bias=False), nn.BatchNorm2d(16), nn.ReLU(),
+        nn.AdaptiveAvgPool2d(1), nn.Flatten(), nn.Linear(16, 5))
+    with torch.no_grad():  # running statistics from a few batches
+        net.train()
+        for _ in range(5):
+            net(torch.randn(16, 3, 16, 16))
+    return net.eval()
+
+
+def test_int8_model_runs_in_int8_and_agrees_with_float(tmp_path):
+    pytest.importorskip("torchao")
+    net = _dw_pw_net()
+    calibration = [torch.randn(16, 3, 16, 16) for _ in range(4)]
+    quantized = quantize.quantize_int8(net, calibration)
+    path = tmp_path / "int8.pt2"
+    nbytes = quantize.save_int8(quantized, path, calibration[0][:1])
+    assert nbytes == path.stat().st_size
+    weights = quantize.int8_weight_bytes(path)
+    assert weights < size.model_size_bytes(net)  # int8 weights (plus scales) instead of float32
+    model = quantize.load_int8(path)
+    kernels = quantize.int8_kernels(model)
+    assert kernels.get("onednn.qconv_pointwise.default") == 3  # stem, depthwise and pointwise all in int8
+    assert "aten.convolution.default" not in kernels
+    model.eval()
+    for batch in (1, 7):  # any batch size
+        x = torch.randn(batch, 3, 16, 16)
+        with torch.no_grad():
+            expected, got = net(x), model(x)
+        assert got.shape == expected.shape
+        assert (got - expected).abs().max() <= 0.1 * expected.abs().max() + 1e-3
+
+
+def test_int8_needs_calibration():
+    pytest.importorskip("torchao")
+    with pytest.raises(ValueError, match="calibration"):
+        quantize.quantize_int8(_dw_pw_net(), [])

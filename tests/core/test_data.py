@@ -129,3 +129,73 @@ def test_real_cifar10_sample_loads_as_image_folder(shared_data):
     assert ds.num_classes == 10 and ds.classes[0] == "airplane"
     assert len(ds) == 2000
     assert torch.bincount(ds.labels).tolist() == [200] * 10
+
+
+# --------------------------------------------------------------------------- issue 13: reliability
+def test_train_and_test_trees_with_other_class_names_raise_naming_both_lists(tmp_path):
+    names = [f"c{i}" for i in range(10)]
+    data.make_image_tree(tmp_path / "cifar10" / "train", 10, 2, class_names=["airplane"] + names[1:])
+    data.make_image_tree(tmp_path / "cifar10" / "test", 10, 1, class_names=["plane"] + names[1:])
+    tr = data.load_dataset("cifar10", tmp_path, "train")
+    te = data.load_dataset("cifar10", tmp_path, "test")
+    with pytest.raises(ValueError, match=r"only in the training set: \['airplane'\]; only in the test set: "
+                                         r"\['plane'\](.|\n)*training classes: \['airplane', 'c1'"):
+        data.check_same_classes(tr, te)
+    data.check_same_classes(tr, tr.subset(range(3)))  # the same names pass
+
+
+def test_16_bit_greyscale_png_and_pgm_scale_to_8_bits(tmp_path):
+    ramp = (np.arange(16 * 16).reshape(16, 16) * 256).astype(np.uint16)  # 0 .. 65280
+    Image.fromarray(ramp).save(tmp_path / "g16.png")
+    with open(tmp_path / "g16.pgm", "wb") as f:
+        f.write(b"P5\n16 16\n65535\n" + ramp.astype(">u2").tobytes())
+    expected = np.round(ramp / 257.0).astype(np.uint8)
+    for name in ("g16.png", "g16.pgm"):
+        rgb = data.decode_image(tmp_path / name)
+        assert rgb.shape == (16, 16, 3) and rgb.dtype == np.uint8
+        assert np.abs(rgb[..., 0].astype(int) - expected).max() <= 1, name
+        assert (rgb == 255).mean() < 0.01  # not the nearly all-white picture of a clipped conversion
+
+
+def test_an_empty_class_folder_is_an_error_naming_it(tmp_path):
+    root = data.make_image_tree(tmp_path / "t", 2, 2)
+    (root / "class02").mkdir()
+    with pytest.raises(ValueError, match=r"class folder .*class02 holds no images"):
+        data.load_image_folder(root, use_cache=False)
+
+
+def test_an_odd_sized_image_is_named_with_the_fix(tmp_path):
+    root = data.make_image_tree(tmp_path / "cifar10" / "train", 10, 2)
+    odd = root / "class03" / "1.png"
+    Image.fromarray(np.zeros((33, 32, 3), np.uint8)).save(odd)
+    with pytest.raises(ValueError, match=rf"19 of 20 are 32x32, but {odd} is 33x32.*size=\(32, 32\)"):
+        data.load_dataset("cifar10", tmp_path, "train", use_cache=False)
+    assert data.load_dataset("cifar10", tmp_path, "train", size=(32, 32)).images.shape == (20, 32, 32, 3)
+
+
+def test_hidden_and_macos_resource_files_are_not_images(tmp_path):
+    root = data.make_image_tree(tmp_path / "t", 2, 2)
+    (root / "class00" / "._1.png").write_bytes(b"\x00\x05\x16\x07 AppleDouble resource fork")
+    (root / "class01" / ".thumb.png").write_bytes(b"hidden")
+    ds = data.load_image_folder(root, use_cache=False)
+    assert len(ds) == 4 and not any("/." in f for f in ds.files)
+
+
+def test_generated_cifar_pickles_are_md5_checked_before_unpickling(tmp_path):
+    root = data.make_cifar_pickles(tmp_path / "gen", "cifar10", n_train=20, n_test=10)
+    assert len(data.load_cifar("cifar10", root, train=True, check_md5=False)) == 20
+    batch = root / "cifar-10-batches-py" / "data_batch_2"
+    batch.write_bytes(batch.read_bytes() + b"appended")  # e.g. a replaced, code-running pickle
+    with pytest.raises(ValueError, match=r"data_batch_2 .*does not match its md5 sum"):
+        data.load_cifar("cifar10", root, train=True, check_md5=False)
+    (root / "cifar-10-batches-py" / data.MD5_MANIFEST).unlink()
+    with pytest.raises(ValueError, match=r"no MD5SUMS.json"):
+        data.load_cifar("cifar10", root, train=False, check_md5=False)
+
+
+def test_smoke_data_written_without_md5_sums_is_written_again(tmp_path):
+    first = data.smoke_root("cifar10")
+    manifest = first / "cifar-10-batches-py" / data.MD5_MANIFEST
+    manifest.unlink()  # as written by an older version of the project
+    assert data.smoke_root("cifar10") == first and manifest.is_file()
+    assert len(data.load_cifar("cifar10", first, train=False, check_md5=False)) == 200

@@ -111,3 +111,32 @@ def test_consumers_see_the_thread_count_unchanged():
     for _ in GpuLoader((x, y), 4, train=True, padding=2, device="cpu"):
         assert torch.get_num_threads() == threads  # batches are made with one thread, steps run with all
     assert torch.get_num_threads() == threads
+
+
+def test_loader_fingerprint_follows_the_data_and_the_settings_not_the_object():
+    from kdutils.core.loader import loader_fingerprint
+
+    x, y = _data()
+    key = loader_fingerprint(GpuLoader((x, y), 8, device="cpu"))
+    assert key == loader_fingerprint(GpuLoader((x.clone(), y.clone()), 8, device="cpu"))
+    other_pixels = x.clone()
+    other_pixels[3, 0, 0, 0] += 1
+    changed = [GpuLoader((other_pixels, y), 8, device="cpu"), GpuLoader((x, (y + 1) % 5), 8, device="cpu"),
+               GpuLoader((x, y), 4, device="cpu"), GpuLoader((x, y), 8, device="cpu", seed=1),
+               GpuLoader((x, y), 8, device="cpu", flip=False)]
+    assert len({key, *(loader_fingerprint(ld) for ld in changed)}) == 6
+    assert loader_fingerprint([(x, y)]) is None  # not a GpuLoader: cannot be fingerprinted
+
+
+def test_loaders_for_refuses_sets_with_other_class_names():
+    from kdutils.core.data import ImageSet
+    from kdutils.core.loader import loaders_for
+
+    x, y = _data()
+    names = [f"c{i}" for i in range(5)]
+    train_set = ImageSet(x, y, ["airplane"] + names[1:], source="train")
+    test_set = ImageSet(x, y, ["plane"] + names[1:], source="test")
+    with pytest.raises(ValueError, match=r"different class lists.*'airplane'.*'plane'"):
+        loaders_for(train_set, test_set, 8, (0.5,) * 3, (0.5,) * 3, device="cpu")
+    tr, te = loaders_for(train_set, train_set, 8, (0.5,) * 3, (0.5,) * 3, device="cpu")
+    assert len(tr) == 2 and len(te) == 1

@@ -41,3 +41,19 @@ def test_checks():
     for bad in (0, -1, float("inf"), float("nan")):
         with pytest.raises(ValueError, match="tau"):
             check_positive("tau", bad)
+
+
+def test_extra_modules_are_the_trainable_children_except_the_teacher_source():
+    from torch import nn
+
+    class WithRegressor(Objective):
+        def __init__(self):
+            super().__init__(teacher=nn.Linear(3, 3))  # stands in for a source with parameters
+            self.regressor = nn.Conv2d(2, 4, 1, bias=False)
+            self.frozen = nn.Linear(2, 2).requires_grad_(False)
+            self.register_buffer("memory", torch.zeros(5))
+
+    obj = WithRegressor()
+    assert list(obj.extra_modules()) == ["regressor"]
+    assert obj.extra_parameter_count() == 2 * 4  # the 1x1 conv's weights; teacher and frozen layer left out
+    assert CrossEntropy().extra_modules() == {} and CrossEntropy().extra_parameter_count() == 0

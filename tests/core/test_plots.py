@@ -88,3 +88,38 @@ def test_plot_heatmap_annotates_every_cell():
     assert fig.axes[1].get_ylabel() == "test top-1 (%)"  # the colour bar
     plt.close(fig)
 
+
+
+def test_epoch_axis_has_whole_epochs_only():
+    """One epoch gets the tick 1, not 0.96 ... 1.04 (issue 16)."""
+    fig = plots.plot_curves([_record("one", [12.0])])
+    ax = fig.axes[0]
+    fig.canvas.draw()
+    lo, hi = ax.get_xlim()
+    shown = [t for t in ax.get_xticks() if lo <= t <= hi]
+    assert shown == [1.0]
+    fig3 = plots.plot_curves([_record("three", [1.0, 2.0, 3.0])])
+    assert all(float(t).is_integer() for t in fig3.axes[0].get_xticks())
+    plt.close(fig)
+    plt.close(fig3)
+
+
+def test_heatmap_annotations_stay_readable_when_printed_small():
+    """A 4x4 sweep: 12-pt annotations on a figure under 5 inches wide, so that printed at
+    half its size in the report's figure row they keep 6 pt."""
+    table = pd.DataFrame([[50.0] * 4] * 4, index=pd.Index([0.1, 0.3, 0.5, 0.9], name="lam"),
+                         columns=pd.Index([2, 5, 10, 20], name="T"))
+    fig = plots.plot_heatmap(table)
+    sizes = {t.get_fontsize() for t in fig.axes[0].texts}
+    assert sizes == {12.0} and fig.get_size_inches()[0] <= 5.0
+    assert plots.heatmap_font_size(4, 12) == 8.0 and plots.heatmap_font_size(3, 3) == 12.0
+    plt.close(fig)
+
+
+def test_saved_figures_are_high_resolution(tmp_path):
+    fig, ax = plt.subplots(figsize=(4, 3))
+    ax.plot([0, 1], [1, 0])
+    path = plots.save_figure(fig, "part9_dpi", show=False)
+    import matplotlib.image as mpimg
+
+    assert plots.FIGURE_DPI >= 200 and mpimg.imread(path).shape[1] >= 4 * 200 * 0.9  # bbox "tight" trims a little

@@ -84,3 +84,56 @@ def test_resolve_settings():
         assert (torch.ones(2, 2) @ torch.ones(2, 2)).dtype == torch.bfloat16
     with precision.autocast_context(cpu, None):
         assert (torch.ones(2, 2) @ torch.ones(2, 2)).dtype == torch.float32
+
+
+@pytest.mark.parametrize("content", ['{"key": {"amp": "bf16", "chann', "", "[]", '{"k": "not an entry"}'])
+def test_a_damaged_cpu_settings_cache_is_measured_again_with_a_warning(monkeypatch, content):
+    monkeypatch.setattr(precision, "_CPU_CHOICES", {})
+    path = cache_dir() / "cpu_settings.json"
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(content)
+    model = _net()
+    if content.startswith('{"k"'):  # valid JSON, an entry of another model: nothing to warn about
+        choice = precision.choose_cpu_settings(model, (4, 3, 8, 8), rounds=1)
+    else:
+        with pytest.warns(UserWarning, match=r"cpu_settings.json .*measuring again"):
+            choice = precision.choose_cpu_settings(model, (4, 3, 8, 8), rounds=1)
+    stored = json.loads(path.read_text())
+    assert isinstance(stored, dict) and len([e for e in stored.values() if isinstance(e, dict)]) == 1
+    assert choice[0] in (None, torch.bfloat16)
+
+
+_MEASURE_IN_A_PROCESS = r"""
+import sys, time
+from pathlib import Path
+import torch
+from torch import nn
+from kdutils.core import precision
+
+channels, barrier = int(sys.argv[1]), Path(sys.argv[2])
+real = precision.time_interleaved
+def slow(*args, **kwargs):  # both processes measure at the same time: a wide window for a lost update
+    time.sleep(1.5)
+    return real(*args, **kwargs)
+precision.time_interleaved = slow
+(barrier / f"ready{channels}").touch()
+while len(list(barrier.glob("ready*"))) < 2:
+    time.sleep(0.02)
+model = nn.Sequential(nn.Conv2d(3, channels, 3), nn.AdaptiveAvgPool2d(1), nn.Flatten(), nn.Linear(channels, 2))
+precision.choose_cpu_settings(model, (2, 3, 8, 8), rounds=1)
+"""
+
+
+def test_two_processes_measuring_at_once_keep_both_entries(tmp_path):
+    import os
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    env = dict(os.environ, OMP_NUM_THREADS="1", PYTHONPATH=str(Path(__file__).resolve().parents[2]))
+    procs = [subprocess.Popen([sys.executable, "-c", _MEASURE_IN_A_PROCESS, str(c), str(tmp_path)], env=env,
+                              stderr=subprocess.PIPE, text=True) for c in (2, 3)]
+    errors = [p.communicate(timeout=300)[1] for p in procs]
+    assert [p.returncode for p in procs] == [0, 0], errors
+    stored = json.loads((cache_dir() / "cpu_settings.json").read_text())
+    assert len(stored) == 2  # one entry per model, none lost

@@ -173,3 +173,149 @@ def test_objective_parameters_are_optimised_and_features_reach_it(loaders):
     assert rec["history"][0]["train_hint"] > 0 and "train_ce" in rec["history"][0]
     ck = train.load_checkpoint(train.Run("unit", "hint", "smoke").checkpoint_path)
     assert set(ck["objective"]) == {"regressor.weight"}  # the teacher's weights stay out of checkpoints
+
+
+# --------------------------------------------------------------------------- issue 13: reliability
+def _other_data_loaders(tiny_cifar_root, tmp_path):
+    from kdutils.core import data
+
+    root = data.make_cifar_pickles(tmp_path / "other", "cifar10", n_train=200, n_test=100, seed=7)
+    tr = data.load_cifar("cifar10", root, train=True, check_md5=False)
+    te = data.load_cifar("cifar10", root, train=False, check_md5=False)
+    return loaders_for(tr, te, 32, (0.5,) * 3, (0.25,) * 3, device="cpu", padding=4)
+
+
+def test_changed_data_recipe_or_seed_never_reuses_a_finished_run(loaders, tiny_cifar, tmp_path):
+    tr, te = loaders
+    run = train.Run("unit", "ident", "smoke")
+    train.fit(_net(), tr, te, Recipe(1, lr=0.05), run=run, runtime=QUIET)
+    rec = records.load_record("unit", "ident", "smoke")
+    assert set(rec["data_fingerprint"]) == {"train", "test"} and rec["seed"] == 0
+    other_tr, other_te = _other_data_loaders(tiny_cifar[0], tmp_path)
+    with pytest.raises(ValueError, match=r"training data .*force=True.*another run name"):
+        train.fit(_net(), other_tr, other_te, Recipe(1, lr=0.05), run=run, runtime=QUIET)
+    with pytest.raises(ValueError, match=r"test data"):
+        train.fit(_net(), tr, other_te, Recipe(1, lr=0.05), run=run, runtime=QUIET)
+    with pytest.raises(ValueError, match=r"recipe.lr: 0.05 -> 0.1"):
+        train.fit(_net(), tr, te, Recipe(1, lr=0.1), run=run, runtime=QUIET)
+    with pytest.raises(ValueError, match=r"seed: 0 -> 3"):
+        train.fit(_net(), tr, te, Recipe(1, lr=0.05), run=run, runtime=Runtime(seed=3, log="off"))
+    assert train.fit(_net(), tr, te, Recipe(1, lr=0.05), run=run, runtime=QUIET)["status"] == "complete"
+
+
+def test_a_record_from_before_the_data_fingerprint_is_reused_with_a_warning(loaders):
+    tr, te = loaders
+    run = train.Run("unit", "old", "smoke")
+    train.fit(_net(), tr, te, Recipe(1), run=run, runtime=QUIET)
+    rec = records.load_record("unit", "old", "smoke")
+    del rec["data_fingerprint"]
+    records.save_record(rec)
+    with pytest.warns(UserWarning, match="data fingerprint.*cannot check.*force=True"):
+        again = train.fit(_net(), tr, te, Recipe(1), run=run, runtime=QUIET)
+    assert again["status"] == "complete"
+
+
+def test_resuming_with_other_data_raises(loaders, tiny_cifar, tmp_path):
+    tr, te = loaders
+
+    def interrupt(epoch, row):
+        if epoch == 1:  # after the first epoch's checkpoint
+            raise KeyboardInterrupt
+
+    run = train.Run("unit", "cut-data", "smoke")
+    with pytest.raises(KeyboardInterrupt):
+        train.fit(_net(), tr, te, Recipe(3), run=run, runtime=QUIET, callbacks=[interrupt])
+    other_tr, _ = _other_data_loaders(tiny_cifar[0], tmp_path)
+    with pytest.raises(ValueError, match=r"interrupted run .*training data.*force=True"):
+        train.fit(_net(), other_tr, te, Recipe(3), run=run, runtime=QUIET)
+
+
+def test_a_training_set_smaller_than_a_batch_is_an_error_not_a_complete_run(tiny_cifar):
+    from kdutils.core.loader import GpuLoader
+
+    _, tr, te = tiny_cifar
+    small = GpuLoader(tr.subset(range(9)), 32, train=True, device="cpu")
+    with pytest.raises(ValueError, match=r"9 training images, batch size 32, drop_last=True.*0 steps"):
+        train.fit(_net(), small, None, Recipe(1), run=train.Run("unit", "empty", "smoke"), runtime=QUIET)
+    assert records.load_record("unit", "empty", "smoke") is None
+
+
+def test_a_damaged_record_is_moved_aside_and_the_run_trains(loaders):
+    tr, te = loaders
+    path = records.record_path("unit", "bad", "smoke")
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text('{"status": "compl')
+    with pytest.warns(UserWarning, match=r"bad.json is damaged.*Moved it aside"):
+        rec = train.fit(_net(), tr, te, Recipe(1), run=train.Run("unit", "bad", "smoke"), runtime=QUIET)
+    assert rec["status"] == "complete"
+    (kept,) = path.parent.glob("bad.json.corrupt-*")
+    assert kept.read_text() == '{"status": "compl'  # the user's file is kept, never deleted
+
+
+@pytest.mark.parametrize("content", [b"", b"garbage, not a checkpoint", "truncated"])
+def test_a_damaged_checkpoint_names_the_file_and_the_way_on(loaders, content):
+    tr, te = loaders
+    run = train.Run("unit", "ck", "smoke")
+    train.fit(_net(), tr, te, Recipe(2), run=run, runtime=QUIET)
+    good = run.checkpoint_path.read_bytes()
+    run.checkpoint_path.write_bytes(good[: len(good) // 2] if content == "truncated" else content)
+    records.save_record(dict(records.load_record("unit", "ck", "smoke"), status="running"))  # interrupted
+    with pytest.raises(train.CorruptCheckpointError, match=r"ck.pt.*(mv|aside).*force=True"):
+        train.fit(_net(), tr, te, Recipe(2), run=run, runtime=QUIET)
+    assert train.fit(_net(), tr, te, Recipe(2), run=run, runtime=Runtime(force=True, log="off"))["epochs_done"] == 2
+
+
+def test_a_checkpoint_of_another_architecture_names_the_file_and_both_models(loaders):
+    tr, te = loaders
+    run = train.Run("unit", "arch", "smoke")
+    train.fit(_net(), tr, te, Recipe(1), run=run, runtime=QUIET)
+
+    class Wider(nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.body = nn.Sequential(nn.Conv2d(3, 16, 3), nn.AdaptiveAvgPool2d(1), nn.Flatten(), nn.Linear(16, 10))
+
+        def forward(self, x):
+            return self.body(x)
+
+    with pytest.raises(ValueError, match=r"arch.pt of run unit/arch holds the weights of Sequential.*given now \(Wider\)"):
+        train.fit(Wider(), tr, te, Recipe(1), run=run, runtime=QUIET)
+    with pytest.raises(ValueError, match=r"Sequential.*Wider"):
+        train.load_run_weights(Wider(), run)
+
+
+def test_an_unwritable_output_folder_is_reported_before_training(loaders, monkeypatch):
+    tr, te = loaders
+    trained = []
+    monkeypatch.setattr(train, "_start", lambda *a, **k: trained.append(1) / 0)
+
+    def refuse(*args, **kwargs):
+        raise PermissionError(13, "Permission denied")
+
+    monkeypatch.setattr(train.tempfile, "mkstemp", refuse)
+    with pytest.raises(PermissionError, match=r"cannot write to .*unit.*KD_OUTPUT_ROOT"):
+        train.fit(_net(), tr, te, Recipe(1), run=train.Run("unit", "ro", "smoke"), runtime=QUIET)
+    assert trained == []
+
+
+@pytest.mark.parametrize("failure", [OSError(28, "No space left on device"),
+                                     RuntimeError("[enforce fail at inline_container.cc:672] . PytorchStreamWriter "
+                                                  "failed writing file data/3: file write failed")])
+def test_disk_full_while_checkpointing_says_so_and_keeps_the_previous_checkpoint(loaders, monkeypatch, failure):
+    import torch as _torch
+
+    tr, te = loaders
+    run = train.Run("unit", "full", "smoke")
+    real_save, calls = _torch.save, []
+
+    def save(obj, f, *a, **k):
+        calls.append(f)
+        if len(calls) > 1:  # the first epoch's checkpoint is written, the second finds the disk full
+            raise failure
+        return real_save(obj, f, *a, **k)
+
+    monkeypatch.setattr(_torch, "save", save)
+    with pytest.raises(OSError, match=r"disk full while writing .*full.pt; the previous checkpoint is intact"):
+        train.fit(_net(), tr, te, Recipe(2), run=run, runtime=QUIET)
+    assert train.load_checkpoint(run.checkpoint_path)["epoch"] == 1
+    assert [p.name for p in run.checkpoint_path.parent.iterdir()] == ["full.pt"]  # no temporary file left

@@ -181,3 +181,69 @@ def test_hint_loss_needs_the_teacher_feature_and_matches_by_hand():
     hint = F.adaptive_avg_pool2d(obj.regressor(batch.features["conv"]), (4, 4))
     expected = F.cross_entropy(Z_S, Y) + 0.5 * F.mse_loss(hint, f_t)
     assert loss.item() == pytest.approx(expected.item(), rel=1e-5) and set(parts) == {"ce", "hint"}
+
+
+def _zscore(v):
+    m = sum(v) / len(v)
+    sd = math.sqrt(sum((a - m) ** 2 for a in v) / (len(v) - 1))  # unbiased, as the authors' code
+    return [(a - m) / (sd + 1e-7) for a in v]
+
+
+def test_standardize_logits_is_the_row_zscore():
+    out = L.standardize_logits(Z_S)
+    for row, expected in zip(out.tolist(), (_zscore(r) for r in Z_S.tolist())):
+        assert row == pytest.approx(expected, rel=1e-5, abs=1e-6)
+
+
+def test_kd_with_logit_standardization_matches_hand_computation():
+    alpha, tau = 0.9, 2.0
+    hard = soft = 0.0
+    for zs, zt, y in zip(Z_S.tolist(), Z_T.tolist(), Y.tolist()):
+        hard += -math.log(_softmax(zs)[y])  # the hard term keeps the raw logits
+        ps, pt = _softmax(_zscore(zs), tau), _softmax(_zscore(zt), tau)
+        soft += sum(t * math.log(t / s) for t, s in zip(pt, ps))
+    expected = (1 - alpha) * hard / 2 + alpha * tau**2 * soft / 2
+    loss, _ = L.KDLoss(alpha, tau, form="kl", teacher=_teacher(), standardize=True)(Z_S, _batch())
+    assert loss.item() == pytest.approx(expected, rel=1e-5)
+    # The soft term no longer sees the logits' scale or shift: the student need not match the teacher's range.
+    same, _ = L.KDLoss(alpha, tau, form="kl", teacher=_teacher(3 * Z_T + 5), standardize=True)(Z_S, _batch())
+    assert same.item() == pytest.approx(loss.item(), rel=1e-5)
+    assert "standardize=True" in repr(L.KDLoss(teacher=_teacher(), standardize=True))
+    assert "standardize" not in repr(L.KDLoss(teacher=_teacher()))  # old records' text unchanged
+
+
+def test_hinton_kd_with_logit_standardization():
+    lam, tau = 9.0, 2.0
+    loss, parts = L.HintonKDLoss(lam, tau, teacher=_teacher(), standardize=True)(Z_S, _batch())
+    kl = sum(sum(t * math.log(t / s) for t, s in zip(_softmax(_zscore(zt), tau), _softmax(_zscore(zs), tau)))
+             for zs, zt in zip(Z_S.tolist(), Z_T.tolist())) / 2
+    assert parts["kd"].item() == pytest.approx(tau**2 * kl, rel=1e-5)
+    assert loss.item() == pytest.approx(F.cross_entropy(Z_S, Y).item() + lam * tau**2 * kl, rel=1e-5)
+
+
+def test_hint_regressor_is_an_extra_module():
+    from kdutils.distill.teachers import LiveTeacher
+
+    teacher_net = torch.nn.Sequential(torch.nn.Conv2d(3, 4, 1))
+    obj = L.HintLoss(LiveTeacher(teacher_net, feature_layers=["0"]), "conv", "0", 2, 4)
+    assert list(obj.extra_modules()) == ["regressor"] and obj.extra_parameter_count() == 2 * 4
+
+
+def test_hint_regressor_with_batch_norm_matches_by_hand():
+    from kdutils.distill.teachers import LiveTeacher
+
+    teacher_net = torch.nn.Sequential(torch.nn.Conv2d(3, 4, 1))
+    source = LiveTeacher(teacher_net, feature_layers=["0"])
+    source.prepare(torch.device("cpu"), None, False)
+    obj = L.HintLoss(source, "conv", "0", 2, 4, beta=100.0, batch_norm=True)
+    conv, bn = obj.regressor
+    assert obj.extra_parameter_count() == 2 * 4 + 2 * 4  # the 1x1 conv and the affine batch norm
+    batch = _batch()
+    batch.features["conv"] = torch.randn(2, 2, 4, 4)
+    loss, parts = obj(Z_S, batch)
+    h = conv(batch.features["conv"])
+    mean, var = h.mean(dim=(0, 2, 3), keepdim=True), h.var(dim=(0, 2, 3), unbiased=False, keepdim=True)
+    hint = (h - mean) / torch.sqrt(var + bn.eps)  # training-mode batch norm, weight 1 and bias 0 at the start
+    expected = F.mse_loss(hint, teacher_net[0](batch.x))
+    assert parts["hint"].item() == pytest.approx(expected.item(), rel=1e-4)
+    assert loss.item() == pytest.approx(F.cross_entropy(Z_S, Y).item() + 100.0 * expected.item(), rel=1e-4)

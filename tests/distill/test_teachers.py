@@ -96,3 +96,22 @@ def test_recorded_manual_and_own_prediction_sources():
 
 
 
+
+
+@pytest.mark.parametrize("damage", ["truncate", "empty", "wrong shape"])
+def test_a_damaged_logits_cache_is_rebuilt_with_a_warning(damage):
+    loader, teacher = tiny_loader(), CountingTeacher()
+    table = TeacherLogits(teacher, loader)
+    logits = table(0)
+    path = table.folder / "epoch000.pt"
+    if damage == "truncate":
+        path.write_bytes(path.read_bytes()[:100])
+    elif damage == "empty":
+        path.write_bytes(b"")
+    else:
+        torch.save(torch.zeros(3, 10), path)
+    again = TeacherLogits(teacher, loader)
+    with pytest.warns(UserWarning, match=r"teacher-logits cache .*epoch000.pt .*computing the logits again"):
+        rebuilt = again(0)
+    torch.testing.assert_close(rebuilt, logits, equal_nan=True)
+    torch.testing.assert_close(torch.load(path, weights_only=True), logits, equal_nan=True)  # rewritten

@@ -51,6 +51,12 @@ def test_small_student_is_under_one_million():
     assert count_params(build_model("wrn_16_2", 100)) < 1_000_000
 
 
+def test_wrn_28_2_lies_between_the_part2_pair_and_is_the_generic_wrn():
+    sizes = [count_params(build_model(n, 100)) for n in ("wrn_16_2", "wrn_28_2", "wrn_40_2")]
+    assert sizes == [703_284, 1_479_220, 2_255_156]  # each 6 blocks deeper adds the same 775,936
+    assert sizes[1] == count_params(build_model("wrn", 100, depth=28, widen_factor=2))
+
+
 @pytest.mark.parametrize("name,unit_params", [("se_resnet18", se_params),
                                               ("cbam_resnet18", cbam_params)])
 def test_attention_adds_exactly_the_formula(name, unit_params):

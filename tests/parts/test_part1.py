@@ -154,3 +154,30 @@ def test_summary_reads_correctly_whatever_the_numbers():
 def test_the_proposal_row_is_under_the_budget_at_full_width():
     costs = A.architecture_costs(ABLATION_PATH[-1:])
     assert costs["params"].iloc[0] < PROPOSAL_PARAM_BUDGET
+
+
+@pytest.mark.notebook
+def test_the_notebook_trains_the_same_run_in_two_fresh_processes(tmp_path):
+    """Issue 13: models were built before any seed was set, and torch seeds every new process
+    differently, so two runs of the notebook started from different weights. Two fresh
+    processes (papermill, one row, smoke profile) must now record identical histories."""
+    from concurrent.futures import ThreadPoolExecutor
+    from pathlib import Path
+
+    from kdutils.tools.compare_records import compare_roots
+    from kdutils.tools.processes import run_notebook
+
+    notebook = Path(__file__).resolve().parents[2] / "notebooks" / "part1_cifar100_architectures.ipynb"
+    roots = [tmp_path / "first", tmp_path / "second"]
+
+    def run(root):
+        env = {"KD_OUTPUT_ROOT": str(root), "KD_CACHE_DIR": str(root / "cache"), "MPLBACKEND": "Agg",
+               "OMP_NUM_THREADS": "1"}
+        return run_notebook(notebook, root / "notebooks", "part1", {"profile": "smoke", "models": "resnet-18"},
+                            env=env, timeout=600)
+
+    with ThreadPoolExecutor(max_workers=2) as pool:  # each run is its own process
+        outcomes = list(pool.map(run, roots))
+    assert [o["status"] for o in outcomes] == ["ok", "ok"], [o.get("error") for o in outcomes]
+    rows = compare_roots(roots[0], roots[1], "smoke", ["part1"])
+    assert rows and all(status == "identical" for _, status, _ in rows), rows

@@ -207,3 +207,99 @@ def test_kd_tasks_table_gain_is_over_the_baseline_of_the_same_network():
     assert "(a gap of +10.00 points)" in text and "not measurably better" not in text
     small = " ".join(part2.findings(recs, n_test=100))  # noise about 14 points
     assert "inside the" in small and "not measurably better" in small and "0 of 2 methods" in small
+
+
+def _seeded(exp, seed, top1, n_params=1000):
+    run = exp.run("smoke", seed)
+    return {"run": run.name, "params": run.params, "n_params": n_params,
+            "best": {"test_top1": top1, "test_top5": top1 + 20}, "last": {"test_top1": top1 - 1}}
+
+
+def test_student_rows_fold_their_seeds_and_gains_are_judged_against_the_spread():
+    plan = _plan()
+    assert part2.seeds_of(plan["task1_teacher"], (0, 1, 2)) == (0,)  # teachers train once
+    assert part2.seeds_of(plan["task2"], (0, 1, 2)) == (0, 1, 2)
+    assert plan["task2"].run("smoke", 2).name == plan["task2"].name + "_seed2"
+    recs = [_seeded(plan["task1_teacher"], 0, 60.0, 5000)]
+    recs += [_seeded(plan["task1_student"], s, v) for s, v in enumerate((48.0, 50.0, 52.0))]
+    recs += [_seeded(plan["task2"], s, v) for s, v in enumerate((50.0, 53.0, 56.0))]  # +3, spread sqrt(4+9)
+    recs += [_seeded(plan["pskd"], s, v) for s, v in enumerate((60.0, 61.0, 62.0))]  # +11
+    table = part2.kd_tasks_table(recs).set_index("experiment")
+    assert table.loc[plan["task2"].name, "seeds"] == 3 and table.loc[plan["task2"].name, "best top-1"] == 53.0
+    assert table.loc[plan["task2"].name, "best top-1 std"] == pytest.approx(3.0)
+    assert table.loc[plan["task2"].name, "gain"] == pytest.approx(3.0)
+    text = " ".join(part2.findings(recs, n_test=100_000))  # the test set's band is small: seeds decide
+    assert "53.00 ± 3.00 (3 seeds) best top-1, +3.00 points over its own baseline" in text
+    assert f"inside the ±{math.sqrt(13):.2f}-point noise band" in text
+    assert "+11.00 points over its own baseline" in text and "1 of 2 methods" in text
+
+
+def test_notebook_rejects_alpha_true_before_any_work():
+    """Issue 13: ``alpha=True`` was accepted as 1.0."""
+    from tests.helpers import run_resolve_cell
+
+    with pytest.raises(ValueError, match=r"alpha = True \(bool\): a bool is not a number"):
+        run_resolve_cell("part2_cifar100_kd.ipynb", alpha=True)
+
+
+# ----------------------------------------------------------------------------- further methods
+
+
+def test_plan_holds_one_row_per_further_method_with_its_teacher():
+    plan = _plan()
+    t1 = plan["task1_teacher"]
+    for key in ("kd_ls", "dkd", "fitnets", "at", "rkd"):
+        assert plan[key].teacher is t1 and plan[key].arch == STUDENT, key
+    assert plan["dml"].teacher is None and "peer" in plan["dml"].teacher_label
+    # TAKD: teacher -> assistant (between the pair in depth) -> student, for the pair ASSISTANTS knows
+    assert "takd" not in plan and "assistant" not in plan  # no assistant known for this test's pair
+    chain = part2.part2_plan("wrn_40_2", "wrn_16_2", 0.9, 4.0, WIDTH)
+    assert chain["assistant"].teacher is chain["task1_teacher"] and chain["assistant"].arch == "wrn_28_2"
+    assert chain["takd"].teacher is chain["assistant"] and chain["takd"].arch == "wrn_16_2"
+    assert chain["takd"].lineage == "wrn_40_2x0.25-to-wrn_28_2x0.25-to-wrn_16_2x0.25"
+    names = [e.name for e in chain.values()]
+    assert len(set(names)) == len(names)
+    assert part2.part2_plan("resnet18", STUDENT, 0.9, 4.0, assistant="wrn_40_2")["assistant"].arch == "wrn_40_2"
+    assert plan["dkd"].run("smoke").params["method_settings"]["beta"] == part2.METHOD_SETTINGS["dkd"]["beta"]
+    assert "method_settings" not in plan["task2"].run("smoke").params  # the old runs' params are unchanged
+
+
+def test_objectives_of_the_further_methods_and_their_extra_networks(tiny_setup):
+    from kdutils.distill import methods
+
+    recipe = dict(tiny_setup[0], epochs=24)
+    plan = _plan()
+    torch.manual_seed(0)
+    student, teacher = part2.build_network(plan["fitnets"], 10), part2.build_network(plan["task1_teacher"], 10)
+
+    def objective(key):
+        return part2.make_objective(plan[key], recipe, 64, 10, teacher if plan[key].teacher else None, student)
+
+    kd_ls = objective("kd_ls")
+    assert isinstance(kd_ls, objectives.KDLoss) and kd_ls.standardize and kd_ls.tau == 2.0
+    dkd = objective("dkd")
+    assert isinstance(dkd, methods.DKDLoss) and (dkd.alpha, dkd.beta, dkd.warmup_epochs) == (1.0, 8.0, 2)
+    hint = objective("fitnets")
+    # stage 2 of ResNet-20 (32 channels) and of WRN-16-2 (64), both narrowed
+    conv, bn = hint.regressor  # the benchmark's regressor: 1x1 conv + batch norm
+    assert (conv.in_channels, conv.out_channels) == (32 * WIDTH, 64 * WIDTH)
+    assert hint.extra_parameter_count() == conv.weight.numel() + 2 * bn.num_features
+    assert isinstance(objective("at"), methods.AttentionTransferLoss) and len(objective("at").pairs) == 3
+    assert objective("rkd").feature_layers == ("pool",) and objective("rkd").extra_parameter_count() == 0
+    dml = objective("dml")
+    assert dml.extra_parameter_count() == count_params(student)  # the peer: counted apart from the student
+    assert any(not torch.equal(a, b) for a, b in zip(dml.peer.parameters(), student.parameters()))
+    with pytest.raises(ValueError, match="FEATURE_LAYERS"):
+        part2.make_objective(plan["fitnets"], recipe, 64, 10, nn.Sequential(nn.Flatten()), student)
+
+
+def test_a_further_method_trains_and_records_its_extra_parameters(tiny_setup):
+    recipe, (tr, te) = tiny_setup
+    plan = _plan()
+    part2.train_experiment(plan["task1_teacher"], "smoke", recipe, tr, te, 10)
+    rec = part2.train_experiment(plan["fitnets"], "smoke", recipe, tr, te, 10)
+    assert rec["status"] == "complete" and rec["n_extra_params"] > 0 and "train_hint" in rec["history"][0]
+    dml = part2.train_experiment(plan["dml"], "smoke", recipe, tr, te, 10)
+    assert dml["n_extra_params"] == dml["n_params"]  # the peer has the student's architecture
+    table = part2.kd_tasks_table([rec, dml])
+    assert list(table["extra params"]) == [rec["n_extra_params"], dml["n_params"]]

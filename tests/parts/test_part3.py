@@ -95,7 +95,7 @@ def test_train_student_records_params_and_skips_when_finished(tiny_cifar):
               form="hinton")
     rec = kd.train_student("part3_test", "T4_lam2", "smoke", lam=2, T=4, params={"round": 1}, **kw)
     assert rec["status"] == "complete" and rec["label"] == "T4_lam2"
-    assert rec["params"] == {"T": 4.0, "lam": 2.0, "form": "hinton", "pool_stride": 2, "round": 1}
+    assert rec["params"] == {"T": 4.0, "lam": 2.0, "form": "hinton", "pool_stride": 2, "seed": 0, "round": 1}
     assert "HintonKDLoss" in rec["objective"]
     again = kd.train_student("part3_test", "T4_lam2", "smoke", lam=2, T=4, **kw)
     assert again["created"] == rec["created"]  # finished: loaded, not retrained
@@ -120,10 +120,46 @@ def test_kd_configs_and_table():
     assert table.loc["KD1", "test top-1 (%)"] == 68.25
 
 
+def _student(run, label, lam, T, top1, profile="quick"):
+    return {"part": kd.PART, "run": run, "label": label, "profile": profile, "status": "complete",
+            "params": {"T": T, "lam": lam}, "n_params": 676_294, "epochs_done": 4,
+            "last": {"train_top1": top1 + 5, "test_top1": top1}}
+
+
+def test_kd_table_folds_seeds_into_mean_and_std():
+    records = [_student(kd.seeded_name("student_lam0", s), "no KD", 0.0, None, v) for s, v in enumerate((30, 32, 34))]
+    records += [_student(kd.seeded_name("KD1_T5_lam0.1", s), "KD1", 0.1, 5.0, v) for s, v in enumerate((40, 41))]
+    table = kd.kd_table(records)
+    assert list(table.index) == ["no KD", "KD1"]
+    assert table.loc["no KD", "seeds"] == 3 and table.loc["no KD", "test top-1 (%)"] == 32.0
+    assert table.loc["no KD", "test top-1 std"] == 2.0 and table.loc["KD1", "test top-1 (%)"] == 40.5
+
+
+def test_findings_judge_kd_rows_against_the_seed_spread():
+    base = [_student(kd.seeded_name("student_lam0", s), "no KD", 0.0, None, v) for s, v in enumerate((30, 34, 38))]
+    close = [_student(kd.seeded_name("KD1_T5_lam0.1", s), "KD1", 0.1, 5.0, v) for s, v in enumerate((33, 37, 41))]
+    far = [_student(kd.seeded_name("KD2_T10_lam0.1", s), "KD2", 0.1, 10.0, v) for s, v in enumerate((60, 61, 62))]
+    text = " ".join(kd.findings(base + close + far, n_test=2000))
+    # KD1: +3 points, seed spread sqrt(16 + 16) = 5.66 > noise band -> inside; KD2: +27 -> beyond
+    assert "KD1 is ahead of the student without KD by 3.00 points, inside the noise band ±5.66" in text
+    assert "KD2 is ahead of the student without KD by 27.00 points, beyond" in text
+    assert "34.00 ± 4.00 (3 seeds)" in text
+
+
+def test_quick_teacher_is_a_stand_in_with_more_images():
+    setup = kd.resolve_setup("quick")
+    assert setup["teacher_arch"] != kd.TEACHER_ARCH and setup["teacher_train_per_class"] > setup["train_per_class"]
+    assert len(setup["seeds"]) >= 3
+    assert "stand-in" in kd.teacher_label(setup["teacher_arch"])
+    assert kd.resnet18_to_inspect(kd.build_teacher(setup)).layer4 is not None
+    with pytest.raises(ValueError, match="weights='random'"):
+        kd.resolve_setup("quick", overrides={"weights": "IMAGENET1K_V1"})
+
+
 def test_search_scatter_uses_log_axes():
-    records = [{"params": {"T": t, "lam": lam, "round": r}, "last": {"test_top1": acc}}
+    records = [{"params": {"T": t, "lam": lam, "round": r}, "val": {"top1": acc}}
                for t, lam, r, acc in ((1.5, 0.02, 1, 30.0), (40.0, 3.0, 1, 45.0), (20.0, 1.0, 2, 50.0))]
-    records.append({"params": {"T": None, "lam": 0.0}, "last": {"test_top1": 20.0}})  # no KD: left out
+    records.append({"params": {"T": None, "lam": 0.0}, "val": {"top1": 20.0}})  # no KD: left out
     fig = kd.search_scatter(records, "t", ranges={"T": (10, 60), "lam": (0.5, 5)})
     ax = fig.axes[0]
     assert ax.get_xscale() == "log" and ax.get_yscale() == "log"
@@ -151,3 +187,68 @@ def test_random_teacher_is_drawn_from_the_setup_seed():
     assert all(torch.equal(x, y) for x, y in zip(a.state_dict().values(), b.state_dict().values()))
     other = kd.build_teacher(kd.resolve_setup("smoke", overrides={"seed": 1}), force=True)
     assert not torch.equal(other.fc.weight, a.fc.weight)
+
+
+@pytest.mark.parametrize("bad, says", [
+    (dict(lam="abc"), "lam = 'abc' (str): a str is not a number; allowed: a number >= 0"),
+    (dict(run_name=10), "run_name = 10 (int): an int is not text"),
+    (dict(T=True), "T = True (bool): a bool is not a number"),
+    (dict(mode="sweep"), "mode = 'sweep' (str): not one of the choices; allowed: one of '', 'all', 'single'"),
+])
+def test_kd_notebook_rejects_a_bad_parameter_before_any_work(bad, says):
+    """Issue 13: ``-p lam abc`` failed late with "Unknown format code 'g'", ``-p run_name 10`` was taken."""
+    from tests.helpers import run_resolve_cell
+
+    with pytest.raises(ValueError) as err:
+        run_resolve_cell("part3_cifar10_resnet18_kd.ipynb", **bad)
+    assert says in str(err.value) and "nothing was run" in str(err.value)
+
+
+def test_search_notebook_rejects_a_reversed_range():
+    from tests.helpers import run_resolve_cell
+
+    with pytest.raises(ValueError, match=r"T_range = \[100, 1\] \(list\): not in increasing order"):
+        run_resolve_cell("part3_hparam_search.ipynb", T_range=[100, 1])
+
+
+# ---------------------------------------------------------------- section C: the search on a validation split
+def _tiny_cifar10(n_per_class: int = 4):
+    images, labels = data.synthetic_images(10 * n_per_class, 10, (32, 32), seed=2)
+    return data.ImageSet(torch.as_tensor(images), torch.as_tensor(labels, dtype=torch.long), [str(c) for c in range(10)])
+
+
+def test_holdout_split_keeps_every_class_in_both_parts_and_is_disjoint():
+    images = _tiny_cifar10(5)
+    fit_set, val_set = kd.holdout_split(images, 0.2, seed=1)
+    assert len(fit_set) == 40 and len(val_set) == 10
+    assert sorted(val_set.labels.tolist()) == list(range(10))
+    fit_rows = {tuple(x.flatten()[:16].tolist()) for x in fit_set.images}
+    assert not any(tuple(x.flatten()[:16].tolist()) in fit_rows for x in val_set.images)
+    assert torch.equal(kd.holdout_split(images, 0.2, seed=1)[1].images, val_set.images)
+    with pytest.raises(ValueError, match="validation fraction"):
+        kd.holdout_split(images, 1.0)
+
+
+def test_search_ranks_trials_on_validation_and_never_tests_them():
+    import optuna
+
+    from kdutils.core import hparam
+
+    setup = kd.resolve_setup("smoke")
+    fit_set, val_set = kd.holdout_split(_tiny_cifar10(4), 0.25, seed=0)
+    loaders = kd.make_loaders(fit_set, val_set, setup, batch_size=8, device="cpu")
+    torch.manual_seed(0)
+    teacher = build_model("student_cnn", 10, pool_stride=2)
+    study = optuna.create_study(direction="maximize", sampler=hparam.make_sampler("random", 0))
+    trials = kd.run_search(study, 2, "smoke", T_range=(1, 100), lam_range=(0.01, 100), round_no=1, loaders=loaders,
+                           epochs=1, pool_stride=2, teacher_logits=TeacherLogits(teacher, loaders[0]), seed=0)
+    assert len(trials) == 2 and all(r["evaluated_on"] == "validation" and r["n_val"] == 10 for r in trials)
+    assert all("test_top1" not in h for r in trials for h in r["history"])  # the test set is never seen
+    assert [t.value for t in study.trials] == [r["val"]["top1"] for r in trials]
+    assert kd.run_search(study, 2, "smoke", T_range=(1, 100), lam_range=(0.01, 100), round_no=1, loaders=loaders,
+                         epochs=1, pool_stride=2, teacher_logits=None) == trials  # finished: nothing retrained
+    table = kd.search_table(trials)
+    assert list(table.columns)[-1] == "validation top-1 (%)" and len(table) == 2
+    text = " ".join(kd.findings(trials))
+    assert "ranked on images held out from training" in text and "validation top-1" in text
+

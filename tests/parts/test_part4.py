@@ -222,3 +222,45 @@ def test_reference_record_evaluates_the_old_task_only(network_and_tasks):
     record = L.reference_record(network, tasks, Run("part4", "original", "smoke"), device="cpu")
     assert set(record["final"]) == {"old_train_top1", "old_train_loss", "old_test_top1", "old_test_loss"}
     assert record["status"] == "complete"
+
+
+def test_fine_tuning_defaults_to_the_last_two_stages_of_either_teacher():
+    from kdutils.models import build_model
+
+    assert L.last_two_stages(build_model("resnet18_cifar_8x8", 10, weights=None)) == ["layer3", "layer4"]
+    stand_in = build_model("resnet20", 10)  # the quick profile's stand-in teacher of part 3
+    layers = L.last_two_stages(stand_in)
+    assert layers == ["stages.1", "stages.2"]
+    net = L.TwoHeadNet(stand_in, 5)
+    groups = L.configure(net, "fine_tuning", layers, lr_percent=10)
+    assert [g["name"] for g in groups if g["name"] in layers] == layers
+    with pytest.raises(ValueError, match="finetune_layers"):
+        L.last_two_stages(torch.nn.Linear(2, 2))
+
+
+def _final(run, old, new, status="complete"):
+    return {"part": "part4", "run": run, "status": status,
+            "final": {"old_test_top1": old, "new_test_top1": new, "old_train_top1": old + 5, "new_train_top1": new + 5}}
+
+
+def test_findings_and_seed_summary_judge_lwf_over_seeds():
+    recs = [_final("original", 60.0, 0.0)]
+    recs += [_final(f"feature_extraction{'_seed%d' % s if s else ''}", 60.0, v) for s, v in enumerate((50, 52, 54))]
+    recs += [_final(f"fine_tuning_layer4_lr10pct{'_seed%d' % s if s else ''}", o, 70.0)
+             for s, o in enumerate((30.0, 34.0, 38.0))]
+    recs += [_final(f"lwf_T2_lambda01_lr10pct{'_seed%d' % s if s else ''}", o, 71.0 + s)
+             for s, o in enumerate((55.0, 56.0, 57.0))]
+    table = L.seed_summary(recs)
+    assert list(table.index) == ["original", "feature extraction", "fine-tuning", "LwF"]
+    assert table.loc["fine-tuning", "seeds"] == 3 and table.loc["fine-tuning", "old test top-1 mean"] == 34.0
+    assert table.loc["fine-tuning", "old test top-1 std"] == pytest.approx(4.0)
+    text = " ".join(L.findings(recs))
+    # LwF keeps the old task: +22 points over fine-tuning, spread sqrt(1 + 16) = 4.12 -> real
+    assert "Old task: LwF 56.00 ± 1.00 (3 seeds) vs fine-tuning 34.00 ± 4.00 (3 seeds): +22.00 points, real" in text
+    # New task: +2 points over fine-tuning, spread sqrt(1 + 0) = 1 -> real
+    assert "New task: LwF 72.00 ± 1.00 (3 seeds) vs fine-tuning 70.00 ± 0.00 (3 seeds): +2.00 points, real" in text
+    # Old task vs feature extraction (which cannot forget): -4 points, spread 1 -> real loss
+    assert "LwF 56.00 ± 1.00 (3 seeds) vs feature extraction 60.00 ± 0.00 (3 seeds): -4.00 points, real" in text
+    assert "the original network 60.00%" in text
+    single = " ".join(L.findings([_final("lwf_T2_lambda01_lr10pct", 55.0, 70.0), _final("fine_tuning_x", 40.0, 70.0)]))
+    assert "no seed spread" in single

@@ -12,6 +12,7 @@ from torch import nn
 from kdutils.compress import prune, quantize, size
 from kdutils.core import data as D
 from kdutils.core import records as R
+from kdutils.core.counting import count_params
 from kdutils.core.findings import noise_band
 from kdutils.core.profiles import resolve
 from kdutils.core.recipe import Recipe
@@ -219,14 +220,21 @@ def test_pruning_works_on_a_channels_last_model(trained_student, tmp_path):
 def test_storage_variants_sizes_and_accuracy(trained_student, tmp_path):
     model, _, val = trained_student
     build = lambda: build_model("food_student", 11)  # noqa: E731
-    rows = {m: F.storage_variant(model, build, m, tmp_path / f"{m}.pt", val) for m in F.STORAGE_METHODS}
+    calibration = [x for x, *_ in val]
+    rows = {m: F.storage_variant(model, build, m, tmp_path / f"{m}.pt", val, calibration) for m in F.STORAGE_METHODS}
     assert rows["minmax8"]["size_bytes"] < rows["float16"]["size_bytes"] < rows["float32"]["size_bytes"]
     assert 3.5 <= rows["float32"]["size_bytes"] / rows["minmax8"]["size_bytes"] <= 4.1
     assert rows["float32"]["val_top1"] == pytest.approx(evaluate(model, val, device="cpu")["top1"])
     for m in ("float16", "minmax8"):
         assert 0 <= rows[m]["val_top1"] <= 100 and Path(rows[m]["file"]).is_file()
-    if rows["torch_int8"]["size_bytes"] is None:
-        assert rows["torch_int8"]["note"]
+    if rows["int8_x86"]["size_bytes"] is None:  # no torchao here
+        assert "torchao" in rows["int8_x86"]["note"]
+    else:
+        assert rows["int8_x86"]["int8_convs"] == 15 and rows["int8_x86"]["float_convs"] == 0
+        assert rows["int8_x86"]["weight_bytes"] < rows["minmax8"]["size_bytes"] * 1.5
+        assert abs(rows["int8_x86"]["val_top1"] - rows["float32"]["val_top1"]) <= 50  # runs; smoke model is random
+    with pytest.raises(ValueError, match="calibration"):
+        F.storage_variant(model, build, "int8_x86", tmp_path / "y.pt2", val)
     with pytest.raises(ValueError, match="method"):
         F.storage_variant(model, build, "int4", tmp_path / "x.pt", val)
 
@@ -433,6 +441,42 @@ def test_pruning_records_and_table(study, trained_student):
     assert table.loc[0.2, "zipped bytes"] == recs[1]["zipped_bytes"] < table.loc[0.2, "file bytes"]
 
 
+def test_channel_pruning_records_measure_every_step_and_fill_the_compression_table(study, trained_student):
+    pytest.importorskip("torch_pruning")
+    model, _, _ = trained_student
+    recs = F.pruning_records(study, "student", model, [0.3], methods=("magnitude", "channels"))
+    assert [r["run"] for r in recs] == ["prune-student-rate0.3", "prune-student-channels-rate0.3"]
+    magnitude, channels = recs
+    assert channels["label"] == "student channels -0.3/step"
+    params = [h["params"] for h in channels["history"]]
+    assert params[0] > params[1] > params[2]  # channels really go
+    assert [h["params"] for h in magnitude["history"]] == [params[0]] * 3  # zeros do not
+    for h in channels["history"]:
+        assert h["flops"] > 0 and h["file_bytes"] > 0 and set(h["latency_ms"]) == {"1", "64"}
+    assert channels["history"][-1]["file_bytes"] < magnitude["history"][-1]["file_bytes"]
+    shipped = prune.load_pruned(study.compressed_dir / "student-channels-pruned-0.3.pt",
+                                build_model("food_student", 11))
+    assert count_params(shipped) == params[-1]
+
+    quant = F.storage_records(study, "student", model, "food_student", ("float32", "minmax8"), measure=True)
+    table = F.compression_table(quant, recs)
+    assert list(table.index) == ["float32 (float32 compute)", "minmax8 (float32 compute)",
+                                 "student pruned 0.3/step x2", "student channels -0.3/step x2"]
+    assert table.loc["student channels -0.3/step x2", "params"] == params[-1]
+    assert table["ms/img b64"].notna().all() and table["FLOPs"].notna().all()
+    fig = F.plot_pruning(recs)
+    assert [len(ax.lines) for ax in fig.axes] == [2, 2, 2]
+
+
+def test_channel_pruning_without_torch_pruning_is_a_skipped_record(study, trained_student, monkeypatch):
+    real = F.importlib.util.find_spec
+    monkeypatch.setattr(F.importlib.util, "find_spec", lambda name, *a: None if name == "torch_pruning" else real(name, *a))
+    model, _, _ = trained_student
+    assert F.pruning_records(study, "student", model, [0.3], methods=("channels",)) == []
+    rec = R.load_record(F.PART, "prune-student-channels-rate0.3", "smoke")
+    assert rec["status"] == "skipped" and "pip install torch-pruning" in rec["reason"]
+
+
 # --------------------------------------------------------------------------- tables from records
 def _quant_record(source, method, nbytes, top1):
     return {"run": f"quant-{source}-{method}", "label": f"{source} ({method})", "params": {"model": source},
@@ -460,7 +504,7 @@ def test_quant_table_keeps_a_note_only_when_a_row_has_one():
     table = F.quant_table(QUANT)
     assert "note" not in table.columns
     assert table["x smaller than float32"].tolist() == [1.0, 4.0, 1.0, 2.0, 4.0]
-    failed = {**_quant_record("student", "torch_int8", None, None), "note": "no engine"}
+    failed = {**_quant_record("student", "int8_x86", None, None), "note": "no engine"}
     table = F.quant_table([*QUANT, failed])
     assert table["note"].tolist()[-1] == "no engine" and pd.isna(table["x smaller than float32"].iloc[-1])
 
@@ -493,7 +537,7 @@ def _records():
              ("student_kd_semi", "float32", 409_600, 50.0), ("student_kd_semi", "float16", 204_800, 50.0),
              ("student_kd_semi", "minmax8", 102_400, 49.0)]
     recs += [{**_quant_record(*q), "status": "complete"} for q in quant]
-    recs.append({**_quant_record("student_kd_semi", "torch_int8", None, None), "status": "complete", "note": "n/a"})
+    recs.append({**_quant_record("student_kd_semi", "int8_x86", None, None), "status": "complete", "note": "n/a"})
     for rate, sparsity, after in ((0.4, 0.784, 30.0), (0.2, 0.488, 49.5)):
         recs.append({"run": f"prune-student_kd_semi-rate{rate:g}", "status": "complete",
                      "params": {"rate": rate, "steps": 3}, "start": {"val_top1": 50.0},
@@ -533,3 +577,19 @@ def test_findings_accept_records_by_run_and_say_when_nothing_is_there():
     assert F.findings([{"run": "student", "status": "running"}]) == [F.NOTHING_YET]
     only_student = F.findings([_trained("student", "student (scratch, CE)", 40.0)])
     assert len(only_student) == 2 and "teacher" not in only_student[0]
+
+
+@pytest.mark.parametrize("bad, says", [
+    (dict(prune_rates=0.5), "prune_rates = 0.5 (float): a float is not a list"),
+    (dict(alpha=1.5), "alpha = 1.5 (float): too large; allowed: a number >= 0 and <= 1"),
+    (dict(alpha=True), "alpha = True (bool): a bool is not a number"),
+    (dict(prune_rates=[0.2, 1.0]), "prune_rates = [0.2, 1.0] (list): item 1.0: too large"),
+])
+def test_notebook_rejects_a_bad_parameter_before_any_work(bad, says):
+    """Issue 13: ``-p prune_rates 0.5`` raised a TypeError after all training, ``-p alpha 1.5`` after the
+    teacher and student trained, and ``alpha=True`` was taken as 1.0: now the resolve cell stops first."""
+    from tests.helpers import run_resolve_cell
+
+    with pytest.raises(ValueError) as err:
+        run_resolve_cell("part5_food11_compression.ipynb", **bad)
+    assert says in str(err.value) and "nothing was run" in str(err.value)

@@ -1,5 +1,9 @@
 """The PDF engines behind kdutils.tools.pdf.write_pdf: the choice of engine, the fallback from
-LaTeX to matplotlib, and the matplotlib page (one A4 page whatever the length of the text)."""
+LaTeX to matplotlib, the matplotlib page (one A4 page whatever the length of the text, no
+word printed over another: checked from the PDF's word positions), the LaTeX page's pieces and
+layout, the figure rows."""
+import shutil
+import subprocess
 from dataclasses import dataclass, field
 
 import pandas as pd
@@ -36,6 +40,7 @@ class FakePage:
     notes: list = field(default_factory=list)
     figures: list = field(default_factory=list)
     tables: list = field(default_factory=list)
+    setup: object = None
 
     def text_blocks(self):
         return [(h, b) for h, b in (("Findings", self.findings), ("Opinion", self.opinion)) if b]
@@ -103,3 +108,103 @@ def test_markdown_items_split_paragraphs_and_list_items():
     text = "**Head.** one\nline\n\n- first\n  continued\n- second\n\nlast *word*"
     assert pdf.markdown_items(text) == [("Head. one line", False), ("first continued", True), ("second", True),
                                         ("last word", False)]
+
+
+# --------------------------------------------------------------------------- checking the printed page
+def _pdf_with_texts(path, texts):
+    """A one-page A4 PDF with ``(x, y, text)`` drawn at figure fractions (searchable text)."""
+    import matplotlib
+    from matplotlib.figure import Figure
+
+    fig = Figure(figsize=pdf.A4_INCHES)
+    for x, y, text in texts:
+        fig.text(x, y, text, fontsize=10)
+    with matplotlib.rc_context({"pdf.fonttype": 42}):
+        fig.savefig(path, format="pdf")
+    return path
+
+
+def test_layout_problems_finds_overlapping_and_clipped_words(tmp_path):
+    pytest.importorskip("pdfplumber")
+    clean = _pdf_with_texts(tmp_path / "clean.pdf", [(0.1, 0.9, "trained"), (0.3, 0.9, "teacher"),
+                                                     (0.1, 0.8, "below")])
+    assert pdf.layout_problems(clean) == []
+    clash = _pdf_with_texts(tmp_path / "clash.pdf", [(0.1, 0.9, "trained"), (0.11, 0.9, "teacher"),
+                                                     (0.97, 0.5, "clipped-at-the-edge")])
+    problems = pdf.layout_problems(clash)
+    assert any("overlap at" in p for p in problems), problems
+    assert any("outside the page" in p for p in problems), problems
+
+
+def wide_page(n_findings=6):
+    """A page like part 2's: long labels in several text columns, a set-up table, notes."""
+    cols = ["task", "method", "trained", "teacher", "params", "FLOPs", "best top-1 %", "best top-5 %", "epochs",
+            "train time"]
+    rows = [["Task 1", "CE + label smoothing (recipe)", "wrn_40_2x0.25", "-", "144.5k", "41.1M", "20.5", "70.0",
+             "1", "12 s"],
+            ["Task 4", "KD", "wrn_40_2x0.25", "wrn_16_2x0.25 (task1_student)", "144.5k", "41.1M", "10.0", "23.5",
+             "1", "14 s"]] * 4
+    frame = pd.DataFrame(rows, columns=cols)
+    base = page(findings=["A measured finding with **bold** names, 50% and a_b, long enough to wrap. " * 2]
+                * n_findings)
+    base.tables[0].frame = frame
+    base.setup = pd.DataFrame([[8, "sgd", "0.05", "cosine", "0.0005", "1", "off", "false", "0"]],
+                              columns=["runs", "optimizer", "lr", "schedule", "weight decay", "epochs", "precision",
+                                       "channels-last", "seed"])
+    return base
+
+
+def test_matplotlib_page_prints_every_word_legibly(tmp_path):
+    pytest.importorskip("pdfplumber")
+    path = pdf.write_pdf_matplotlib(wide_page(), tmp_path / "wide.pdf")
+    assert pdf.layout_problems(path) == []
+    pages, text = text_of(path)
+    assert "wrn_16_2x0.25 (task1_student)" in text and "Set-up" in text and "weight decay" in text
+    if shutil.which("pdftoppm"):  # the page image: A4 at 50 dpi, ink on it
+        subprocess.run(["pdftoppm", "-r", "50", "-png", "-singlefile", str(path), str(tmp_path / "wide")], check=True)
+        import matplotlib.image as mpimg
+
+        image = mpimg.imread(tmp_path / "wide.png")
+        assert image.shape[:2] == (585, 414) and image.min() < 0.5
+
+
+def test_latex_table_escapes_aligns_and_fits_the_width():
+    frame = pd.DataFrame({"run": ["a_b", "50% c"], "best top-1 %": ["61.5", "30.0"], "time": ["5 s", "1.6 min"]})
+    tex = pdf.latex_table(frame, best_row=1)
+    assert tex.startswith(r"\fittable{\begin{tabular}{lrr}") and tex.endswith(r"\end{tabular}}")
+    assert r"a\_b" in tex and r"\textbf{50\% c} & \textbf{30.0}" in tex and r"\textbf{best top-1 \%}" in tex
+    assert pdf.latex_inline("**Bold** *it* `x_y` & 5%") == r"\textbf{Bold} \emph{it} \texttt{x\_y} \& 5\%"
+
+
+def test_latex_page_and_text_blocks():
+    base = wide_page()
+    head = pdf.page_latex(base)
+    assert head.startswith(r"{\Large\bfseries Part 9 - a test page") and r"\section" not in head  # no numbering
+    assert head.count(r"\fittable{") == 2 and "Set-up" in head
+    text = pdf.text_latex(base, r"\footnotesize")
+    assert text.startswith(r"{\kdtextsize{\footnotesize}") and r"\textbf{Findings.}" in text and r"\textbf{Opinion.}" in text
+    assert text.count(r"\item ") == 6 + 2 and text.count(r"\begin{itemize}") == 2
+    assert r"\textbf{bold}" in text and r"50\%" in text
+
+
+def test_latex_layout_shrinks_the_text_before_the_figures():
+    size_short, fig_short = pdf.latex_layout(wide_page(n_findings=2))
+    size_long, fig_long = pdf.latex_layout(wide_page(n_findings=14))
+    sizes = [command for command, _ in pdf.LATEX_TEXT_SIZES]
+    assert size_short == sizes[0] and sizes.index(size_long) > 0
+    assert 2.0 <= fig_long <= fig_short <= 6.5
+
+
+def test_plan_rows_keeps_aspect_ratios(tmp_path):
+    import matplotlib.pyplot as plt
+
+    wide = tmp_path / "wide.png"
+    fig = plt.figure(figsize=(11, 4))
+    fig.savefig(wide, dpi=20)
+    plt.close(fig)
+    (row,) = pdf.plan_rows(["curves"], 7.0, 5.0)
+    assert row == (["curves"], pytest.approx(7.0 / pdf.CURVES_ASPECT))  # no taller than it needs
+    plan = pdf.plan_rows(["curves", wide], 7.0, 4.5)
+    assert [panels for panels, _ in plan] == [["curves"], [wide]]  # two rows cover more than one
+    assert pdf.rows_height(plan) <= 4.5 + 1e-9
+    assert len(pdf.plan_rows(["curves", wide], 7.0, 1.5)) == 1  # too little height for two rows

@@ -153,7 +153,7 @@ def test_part2_page_highlights_the_best_student_and_prints_the_kd_findings(part2
     assert table.best_row == 2  # the teacher (60 %) does not compete
     assert page.findings == part2.findings(records.load_records("part2", PROFILE))
     noise = F.noise_band(50.0, 1000)  # 10 test images per class x 100 classes
-    assert f"+0.50 points over its own baseline (inside the ±{noise:.2f}-point noise band)" in " ".join(page.findings)
+    assert f"+0.50 points over its own baseline (40.00 (1 seed); inside the ±{noise:.2f}-point noise band)" in " ".join(page.findings)
     assert [head for head, _ in page.text_blocks()] == ["Findings", "Opinion on KD", "Caveat"]
     assert page.opinion == part2.OPINION
 
@@ -179,7 +179,8 @@ def test_large_tables_keep_the_baseline_and_the_best_runs():
     for i in range(14):
         fake_run("part3", f"KD{i}_T{i}_lam0.5", 55.0 + i, flops=2e7, T=i, lam=0.5)
     for i in range(9):
-        fake_run("part3_search", f"r1_{i:02d}_T{i}_lam1", 40.0 + i, T=i, lam=1.0)
+        fake_run("part3_search", f"r1_{i:02d}_T{i}_lam1", 40.0 + i, T=i, lam=1.0,
+                 extra={"val": {"top1": 30.0 + i}})  # trials are ranked on held-out training images
     page = report.build_page("part3", PROFILE)
     first, search = page.tables
     assert len(first.frame) == first.spec.max_rows == 12
@@ -198,7 +199,7 @@ def test_large_tables_keep_the_baseline_and_the_best_runs():
     noise = F.noise_band((68.0 + 50.0) / 2, part3.n_test_images(PROFILE))
     assert "KD13_T13_lam0.5 is ahead of the student without KD by 18.00 points" in text
     assert f"noise band ±{noise:.2f}" in text and "KD0_T0_lam0.5 is ahead" in text
-    assert "the best of 9 trials had T=8, lambda=1" in text
+    assert "the best of 9 trials, ranked on images held out from training, had T=8, lambda=1 (38.00% validation" in text
     assert page.opinion == part3.OPINION and [h for h, _ in page.text_blocks()][:2] == ["Findings", "Reading"]
 
 
@@ -206,7 +207,7 @@ def test_a_part_without_text_gets_tables_only_and_a_broken_generator_a_note(monk
     fake_run("part4", "feature_extraction", 10.0, extra={"final": {"new_test_top1": 10.0, "old_test_top1": 50.0}})
     page = report.build_page("part4", PROFILE)
     assert page.findings == part4.findings(records.load_records("part4", PROFILE))
-    assert "New task (faces test top-1): feature extraction 10.00%." in page.findings
+    assert "New task (faces test top-1): feature extraction 10.00 (1 seed)." in page.findings
     assert [head for head, _ in page.text_blocks()] == ["Findings", "Reading the results", "Caveat"]
 
     monkeypatch.delattr(part4, "findings")
@@ -257,3 +258,138 @@ def test_latex_engine_writes_one_a4_page(part1_records):
     assert len(boxes) == 1 and boxes[0] == pytest.approx((595, 842), abs=1)
     assert all(h in text for h in ("FLOPs", "best top-1", "train time")), text
     assert "import" not in text  # code is hidden
+
+
+def test_report_notebook_checks_its_parameters_before_any_work():
+    """Issue 13: every notebook parameter is checked in the cell after ``parameters``."""
+    from tests.helpers import run_resolve_cell
+
+    with pytest.raises(ValueError, match=r"figure_format = 'svg' \(str\): not one of the choices; allowed: one of 'png', 'pdf'"):
+        run_resolve_cell("report.ipynb", figure_format="svg")
+    with pytest.raises(ValueError, match=r"profile = 'fast'"):
+        run_resolve_cell("report.ipynb", profile="fast")
+
+
+# --------------------------------------------------------------------------- issue 16: what a reader can trust
+RECIPE = {"optimizer": "sgd", "lr": 0.05, "schedule": "cosine", "weight_decay": 5e-4, "epochs": 2}
+
+
+def test_meta_line_says_what_a_reader_needs_to_trust_the_page(part1_records):
+    page = report.build_page("part1", PROFILE)
+    for piece in ("profile smoke", "device CPU", "data CIFAR-100: generated images", "epochs 2",
+                  "seeds not recorded", "3 run(s)", "smoke profile: not the assignment's result"):
+        assert piece in page.meta, (piece, page.meta)
+    assert page.setup is None  # these records carry no recipe
+    for name, seed in (("SE-ResNet-18", 0), ("SE-WRN-16-8", 1)):
+        entry = next(e for e in ABLATION_PATH if e["name"] == name)
+        fake_run("part1", part1.run_name(entry, 0.25), 33.0, label=name,
+                 extra={"width_mult": 0.25, "n_test": 1000, "recipe": RECIPE, "seed": seed, "amp": "bfloat16"})
+    page = report.build_page("part1", PROFILE)
+    assert "seeds 0-1" in page.meta and "5 run(s)" in page.meta
+    assert page.setup["seed"].tolist() == ["0", "1"] and set(page.setup["precision"]) == {"bfloat16"}
+    assert "**Set-up**" in report.page_markdown(page) and "bfloat16" in report.page_markdown(page)
+
+
+def test_setup_table_one_row_per_distinct_recipe():
+    recs = [{"recipe": {"optimizer": "sgd", "lr": 0.1, "schedule": "cosine", "weight_decay": 5e-4, "epochs": 3},
+             "amp": "bfloat16", "channels_last": True, "seed": s} for s in (0, 0, 1)]
+    recs.append({"run": "original", "final": {}})  # no recipe: not trained, not a set-up
+    table = report.setup_table(recs)
+    assert table["runs"].tolist() == [2, 1] and table["seed"].tolist() == ["0", "1"]
+    assert table.loc[0, "precision"] == "bfloat16" and table.loc[0, "optimizer"] == "sgd"
+    assert report.setup_table([{"run": "x"}]) is None
+
+
+def test_part4_data_line_names_the_faces_the_runs_used():
+    """The data line comes from the records (params.faces), not from a data set the spec assumes."""
+    for seed in (1, 2):
+        fake_run("part4", f"feature_extraction_s{seed}", 10.0, faces="/data/my-faces",
+                 extra={"final": {"new_test_top1": 10.0, "old_test_top1": 50.0}, "seed": seed})
+    page = report.build_page("part4", PROFILE)
+    assert "faces (new task): generated images (my-faces)" in page.meta and "seeds 1-2" in page.meta
+    assert "ORL" not in page.meta and "ORL" not in part4.REPORT.data
+
+
+def _report_notebook_cells(name):
+    from pathlib import Path
+
+    nb = json.loads((Path(profiles.REPO_ROOT) / "notebooks" / name).read_text())
+    return [c for c in nb["cells"] if "report" in c.get("metadata", {}).get("tags", [])]
+
+
+@pytest.mark.parametrize("part", ["part1", "part2", "part3", "part4", "part5"])
+def test_each_notebook_tags_the_conclusion_the_report_prints(part):
+    """The notebook's conclusion cell (tagged ``report``) displays the very texts the page
+    prints: the part's findings from the records and its opinion."""
+    spec = report.spec_of(part)
+    sources = ["".join(c["source"]) for nb in spec.notebooks for c in _report_notebook_cells(nb)]
+    assert sources, f"{spec.notebooks} has no cell tagged 'report'"
+    joined = "\n".join(sources)
+    assert "findings(" in joined
+    if getattr(report.part_module(part), "OPINION", ""):
+        assert "OPINION" in joined or "READING" in joined
+
+
+@pytest.mark.skipif(not pdf.latex_available(), reason="xelatex and pandoc are not installed")
+def test_latex_pages_are_clean_one_page_each(part1_records, part2_records):
+    """The LaTeX path, as printed: one A4 page, no numbered headings ("0.1 Part 1"), no
+    characters printed over others (the positions of the PDF's characters), every table
+    header on one line, the figure row embedded as a vector PDF, page images rendered."""
+    pytest.importorskip("pdfplumber")
+    import shutil
+    import subprocess
+
+    for entry in report.export_reports(PROFILE, parts=["1", "2"], engine="latex", log=None):
+        path = profiles.reports_dir() / entry["pdf"]
+        text, boxes = pdf_text_and_boxes(path)
+        text = text.replace("\u2019", "'")  # LaTeX prints ' as a typographic apostrophe
+        assert entry["engine"] == "latex" and len(boxes) == 1, entry
+        assert pdf.layout_problems(path) == [] and entry["layout_problems"] == []
+        assert "0.1 Part" not in text and "Part " in text
+        assert "not the assignment's result" in text and "seeds not recorded" in text
+        if entry["part"] == "part1":
+            assert "best top-1" in text and "train time" in text and "SE-WRN-28-8" in text
+        if shutil.which("pdftoppm"):
+            out = path.with_suffix("")
+            subprocess.run(["pdftoppm", "-r", "40", "-png", "-singlefile", str(path), str(out)], check=True)
+            assert out.with_suffix(".png").stat().st_size > 5000  # a page with ink, not a blank one
+
+
+def test_figures_readme_names_every_figure_a_notebook_saves():
+    import re
+    from pathlib import Path
+
+    root = Path(profiles.REPO_ROOT)
+    listed = (root / "figures" / "README.md").read_text()
+    saved = set()
+    for path in (root / "notebooks").glob("part*.ipynb"):
+        for cell in json.loads(path.read_text())["cells"]:
+            src = "".join(cell["source"])
+            if cell["cell_type"] == "code" and "save_figure" in src:
+                saved |= set(re.findall(r'"(part\d_\w+)"\)', src))
+    assert len(saved) >= 10, saved
+    assert {name for name in saved if f"`{name}.png`" not in listed} == set()
+    assert set(report.README_FIGURES) <= saved
+
+
+def test_readme_figures_copies_small_labelled_pngs(tmp_path):
+    import matplotlib.image as mpimg
+
+    tiny_figure("part1_test_top1")
+    tiny_figure("part3_heatmap")
+    text, copies = report.readme_figures("quick", out_dir=tmp_path / "docs" / "figures")
+    assert [c.name for c in copies] == ["part1_test_top1.png", "part3_heatmap.png"]
+    assert mpimg.imread(copies[0]).shape[1] == report.README_FIGURE_WIDTH_PX
+    assert "![part1_test_top1: quick profile, " in text and "Not saved yet: `part2_gain.png`" in text
+    readme = tmp_path / "README.md"
+    readme.write_text(f"a\n{report.FIGURES_START}\nOLD-BLOCK\n{report.FIGURES_END}\nb\n")
+    report.update_readme(text, readme, start=report.FIGURES_START, end=report.FIGURES_END)
+    assert "part3_heatmap" in readme.read_text() and "OLD-BLOCK" not in readme.read_text()
+    assert report.FIGURES_START in (profiles.REPO_ROOT / "README.md").read_text()
+
+
+def test_text_markdown_keeps_a_list_opinion_a_list():
+    """Part 4's reading is a Markdown list: its first item must not be glued to the heading."""
+    fake_run("part4", "feature_extraction", 10.0, extra={"final": {"new_test_top1": 10.0, "old_test_top1": 50.0}})
+    markdown = report.text_markdown(report.build_page("part4", PROFILE))
+    assert "**Reading the results.**\n\n- **Feature extraction**" in markdown

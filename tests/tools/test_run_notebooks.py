@@ -2,19 +2,14 @@
 past a failure, with its exit codes."""
 import json
 
-import nbformat
 import pytest
 
 from kdutils.tools import run_notebooks
+from tests.helpers import write_notebook
 
 
 def _notebook(path, body):
-    nb = nbformat.v4.new_notebook()
-    params = nbformat.v4.new_code_cell('profile = ""')
-    params.metadata["tags"] = ["parameters"]
-    nb.cells = [params, nbformat.v4.new_code_cell(body)]
-    nb.metadata["kernelspec"] = {"name": "python3", "display_name": "Python 3", "language": "python"}
-    nbformat.write(nb, str(path))
+    return write_notebook(path, 'profile = ""', body)
 
 
 def test_run_notebooks_goes_on_past_a_failure(tmp_path, monkeypatch):
