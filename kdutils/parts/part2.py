@@ -16,9 +16,11 @@ retrained silently), :func:`train_experiment` trains it with the recipe, and
 sentences of the notebook's "opinion on KD" (also printed on the part's report page, with
 :data:`OPINION`).
 
-Every run uses seed 0, so all networks of one architecture start from the **same**
-random initialisation and see the same batches: the difference between two rows of the
-same architecture is the objective (and the teacher), nothing else.
+Runs of one seed share it: all networks of one architecture trained with seed ``s`` start
+from the **same** random initialisation and see the same batches, so the difference between
+two rows of the same architecture is the objective (and the teacher), nothing else. Student
+rows are trained once per seed of the profile (``SETTINGS[...]["seeds"]``; quick: 3) and the
+table shows their mean and standard deviation; teachers are trained once (seed 0).
 """
 from __future__ import annotations
 
