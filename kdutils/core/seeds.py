@@ -6,7 +6,8 @@ row that compares methods is a *set* of runs, one per seed, shown as ``mean ± s
 difference between two rows is called real only when it exceeds the spread of the runs.
 
 - :func:`seeded_name`: the run name of one seed (seed 0 keeps the plain name, so a
-  single-seed profile and older records keep theirs);
+  single-seed profile and older records keep theirs); :func:`base_name` and
+  :func:`group_by_base` undo it;
 - :func:`seed_table`: mean, standard deviation and count per group of a table of runs;
 - :func:`difference`: the difference of two groups of runs, its spread and the verdict;
 - :func:`describe`: ``"41.23 ± 0.85 (3 seeds)"``.
@@ -20,8 +21,9 @@ band (:func:`kdutils.core.findings.noise_band`).
 from __future__ import annotations
 
 import math
+import re
 from dataclasses import dataclass
-from typing import Iterable, Optional, Sequence
+from typing import Iterable, Mapping, Optional, Sequence
 
 #: The records' field that holds a run's seed (``params.seed``).
 SEED_KEY = "seed"
@@ -44,6 +46,19 @@ def check_seeds(seeds: Sequence[int], what: str = "seeds") -> tuple:
 def seeded_name(name: str, seed: int) -> str:
     """The run name of ``name`` trained with ``seed``: unchanged for seed 0, else ``<name>_seed<s>``."""
     return name if seed == 0 else f"{name}_seed{seed}"
+
+
+def base_name(name: str) -> str:
+    """The run name without its seed suffix: the inverse of :func:`seeded_name`."""
+    return re.sub(r"_seed\d+$", "", name)
+
+
+def group_by_base(records: Iterable[Mapping]) -> dict:
+    """Records grouped by :func:`base_name` of their ``run`` (first-seen order)."""
+    groups: dict = {}
+    for r in records:
+        groups.setdefault(base_name(r["run"]), []).append(r)
+    return groups
 
 
 def _clean(values: Iterable) -> list:

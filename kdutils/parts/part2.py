@@ -25,7 +25,6 @@ table shows their mean and standard deviation; teachers are trained once (seed 0
 from __future__ import annotations
 
 import math
-import re
 from dataclasses import dataclass
 from typing import Iterable, Mapping, Optional, Sequence
 
@@ -35,7 +34,7 @@ from torch import nn
 from kdutils.core import findings as F
 from kdutils.core.profiles import Setup, resolve
 from kdutils.core.records import get_field, load_record, records_table
-from kdutils.core.seeds import difference, describe, seed_table, seeded_name
+from kdutils.core.seeds import base_name, describe, difference, group_by_base, seed_table, seeded_name
 from kdutils.core.train import Run, load_run_weights
 from kdutils.distill import methods, objectives
 from kdutils.distill.teachers import LiveTeacher
@@ -411,7 +410,7 @@ def kd_tasks_table(records: Iterable[Mapping]):
     the records hold no such baseline)."""
     records = [r for r in records if r]
     runs = records_table(records, TABLE_COLUMNS)
-    runs["experiment"] = [re.sub(r"_seed\d+$", "", r["run"]) if r.get("run") else i for i, r in enumerate(records)]
+    runs["experiment"] = [base_name(r["run"]) if r.get("run") else i for i, r in enumerate(records)]
     keys = ["experiment"] + [c for c in TABLE_COLUMNS if not c.startswith(("best", "last"))]
     tops = [c for c in TABLE_COLUMNS if c.startswith(("best", "last"))]
     folded = seed_table(runs, keys, tops)
@@ -429,11 +428,8 @@ def kd_tasks_table(records: Iterable[Mapping]):
 
 def seed_values(records: Iterable[Optional[Mapping]]) -> dict:
     """Best top-1 of every finished run, grouped by experiment (run name without ``_seed<s>``)."""
-    out: dict = {}
-    for r in records:
-        if r and r.get("best") and r.get("run"):
-            out.setdefault(re.sub(r"_seed\d+$", "", r["run"]), []).append(r["best"]["test_top1"])
-    return out
+    done = [r for r in records if r and r.get("best") and r.get("run")]
+    return {k: [r["best"]["test_top1"] for r in rs] for k, rs in group_by_base(done).items()}
 
 
 #: CIFAR-100's classes and test images (what the full profile tests on).

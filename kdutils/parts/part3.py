@@ -32,7 +32,6 @@ tensors.
 """
 from __future__ import annotations
 
-import re
 from typing import Mapping, Optional, Sequence
 
 import torch
@@ -45,7 +44,7 @@ from kdutils.core.loader import loaders_for
 from kdutils.core.profiles import Setup, resolve
 from kdutils.core.objective import CrossEntropy, Objective
 from kdutils.core.recipe import Recipe
-from kdutils.core.seeds import check_seeds, describe, difference, seed_table, seeded_name
+from kdutils.core.seeds import check_seeds, describe, difference, group_by_base, seed_table, seeded_name
 from kdutils.core.train import Run, Runtime, evaluate, fit, load_run_weights
 from kdutils.distill.objectives import HintonKDLoss, KDLoss
 from kdutils.distill.teachers import CachedLogits, TeacherLogits, TeacherSource
@@ -633,11 +632,7 @@ def findings(records: Sequence[Optional[Mapping]], n_test: Optional[int] = None)
 
 def _by_config(runs: Mapping[str, Mapping]) -> dict:
     """Test top-1 of the finished runs grouped by config (run name without ``_seed<s>``)."""
-    groups: dict = {}
-    for name, r in runs.items():
-        if _top1(r) is not None:
-            groups.setdefault(re.sub(r"_seed\d+$", "", name), []).append(r)
-    return groups
+    return group_by_base(r for r in runs.values() if _top1(r) is not None)
 
 
 def _kd_findings(runs: Mapping[str, Mapping], n_test: int) -> list:

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import copy
-import re
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Mapping, Sequence
@@ -14,7 +13,7 @@ from torch import nn
 from kdutils.core import datasets
 from kdutils.core import distributed as DP
 from kdutils.core import records as R
-from kdutils.core.seeds import describe, difference, mean_std
+from kdutils.core.seeds import base_name, describe, difference, mean_std
 from kdutils.core.data import ImageSet, load_image_folder
 from kdutils.core.loader import GpuLoader
 from kdutils.core.recipe import Recipe
@@ -526,10 +525,6 @@ OPINION = """- **Feature extraction** cannot forget: trunk, BatchNorm statistics
 _METHOD_RUNS = (("feature_extraction", "feature extraction"), ("fine_tuning", "fine-tuning"), ("lwf_T", "LwF"))
 
 
-def _unseeded(run: str) -> str:
-    return re.sub(r"_seed\d+$", "", run)
-
-
 def method_runs(records: Sequence[Mapping]) -> dict:
     """Method name -> the finished records (one per seed) of the latest configuration of each
     method of :data:`_METHOD_RUNS` (``"original"`` too, when recorded)."""
@@ -538,7 +533,7 @@ def method_runs(records: Sequence[Mapping]) -> dict:
     for prefix, name in (("original", "original"),) + _METHOD_RUNS:
         latest = next((r for r in reversed(done) if r["run"].startswith(prefix)), None)
         if latest is not None:
-            out[name] = [r for r in done if _unseeded(r["run"]) == _unseeded(latest["run"])]
+            out[name] = [r for r in done if base_name(r["run"]) == base_name(latest["run"])]
     return out
 
 

@@ -49,3 +49,10 @@ def test_difference_is_real_only_beyond_the_spread():
     assert not single.known and not single.real and "no seed spread" in single.words()
     with pytest.raises(ValueError):
         S.difference([], [1, 2])
+
+
+def test_base_name_undoes_seeded_name_and_groups_runs():
+    assert S.base_name(S.seeded_name("KD1_T5", 2)) == S.base_name("KD1_T5") == "KD1_T5"
+    runs = [{"run": "a"}, {"run": "b_seed1"}, {"run": "a_seed2"}, {"run": "b"}]
+    assert {k: [r["run"] for r in v] for k, v in S.group_by_base(runs).items()} == \
+        {"a": ["a", "a_seed2"], "b": ["b_seed1", "b"]}
