@@ -96,6 +96,16 @@ class ImageSet:
             keep.append(idx[torch.randperm(len(idx), generator=g)[:n]].sort().values)
         return self.subset(torch.cat(keep)) if keep else self
 
+    def first_classes(self, k: int) -> "ImageSet":
+        """The images of the first ``k`` classes (labels ``0..k-1``, i.e. the first ``k`` class
+        names in sorted order), their labels unchanged; ``k`` must not exceed the classes held."""
+        if not 1 <= k <= self.num_classes:
+            raise ValueError(f"{k} classes were asked for, but {self.source or 'the set'} has {self.num_classes}; "
+                             f"choose 1..{self.num_classes}")
+        out = self.subset(torch.nonzero((self.labels >= 0) & (self.labels < k)).flatten())
+        out.classes = list(self.classes[:k])
+        return out
+
     def __repr__(self) -> str:
         return (f"ImageSet({len(self)} images {tuple(self.images.shape[1:])}, "
                 f"{self.num_classes} classes, source={self.source!r})")

@@ -139,13 +139,13 @@ PART2_ONE_PROCESS = {
 
 def _part2_setup(profile: Optional[str], params: Mapping[str, Any]) -> tuple:
     """Part 2's setup, recipe and plan from the notebook's parameters."""
-    from kdutils.parts import part1, part2
+    from kdutils.parts import part2
 
     setup = part2.resolve_setup(profile, params.get("data_root") or None,
                                 dict(teacher=params.get("teacher") or None, student=params.get("student") or None,
                                      alpha=params.get("alpha"), tau=params.get("tau")),
                                 rehearse=params.get("rehearse", False))
-    return setup, part1.recipe_for(setup, epochs=params.get("epochs")), part2.plan_for(setup)
+    return setup, part2.recipe_for(setup, epochs=params.get("epochs")), part2.plan_for(setup)
 
 
 def _part2(run: str, profile: Optional[str], params: Mapping[str, Any]) -> dict:
@@ -157,7 +157,8 @@ def _part2(run: str, profile: Optional[str], params: Mapping[str, Any]) -> dict:
     if D.world_size() > 1 and exp.method in PART2_ONE_PROCESS:
         raise ValueError(f"part2 {run}: {PART2_ONE_PROCESS[exp.method]}: train it in one process "
                          "(python -m kdutils.tools.launch, or the notebook)")
-    train_loader, test_loader, classes = _cifar100(setup, recipe)
+    recipe = part2.recipe_of(exp.key, setup, recipe, params.get("epochs"))
+    train_loader, test_loader, classes = part2.cifar_loaders(setup, recipe)
     try:
         return part2.train_experiment(exp, setup.profile, recipe, train_loader, test_loader, classes,
                                       force=bool(params.get("force", False)), seed=seed)

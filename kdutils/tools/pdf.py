@@ -224,8 +224,12 @@ def latex_inline(text: str) -> str:
     return re.sub(r"`(.+?)`", r"\\texttt{\1}", out)
 
 
+_NUMBER = r"[-+]?[\d.,]+\s*(%|[kMG]|kB|MB|s|min|h|x)?"
+
+
 def _numeric(value: str) -> bool:
-    return bool(re.fullmatch(r"[-+]?[\d.,]+\s*(%|[kMG]|kB|MB|s|min|h|x)?", value.strip())) or value.strip() == "-"
+    """A number cell (``71.2``, ``1.6 min``, a mean over seeds ``42.0 ± 2.0``) or ``-``."""
+    return bool(re.fullmatch(f"{_NUMBER}(\\s*±\\s*{_NUMBER})?", value.strip())) or value.strip() == "-"
 
 
 def latex_table(frame, best_row=None) -> str:
@@ -429,18 +433,36 @@ def _draw_panel(page, fig, panel, rect: Sequence[float], wide: bool) -> None:
         ax.tick_params(labelsize=6.5)
         ax.xaxis.label.set_size(7)
         ax.yaxis.label.set_size(7)
-        if ax.get_legend() and h * fig_h < 1.5:  # too short for a legend: the lines are Table 1's rows
-            ax.get_legend().remove()
+        if ax.get_legend() and not (h * fig_h >= 1.5 and _fit_legend(ax, len(curves), wide, h * fig_h < 2.0)):
+            if ax.get_legend():  # too short or too narrow for a legend: the lines are Table 1's rows
+                ax.get_legend().remove()
             _title(ax, "test top-1 vs epoch (lines: Table 1's rows)", w * fig_w)
-        elif ax.get_legend():
-            small = h * fig_h < 2.0 and len(curves) > 4  # a short panel: a smaller legend in two columns
-            ax.legend(fontsize=4.5 if small else 5.5, ncol=2 if (len(curves) > 4 and wide) or small else 1,
-                      framealpha=0.6)
         return
     ax = fig.add_axes([x, y, w, h - title])
     ax.imshow(mpimg.imread(panel))
     _title(ax, f"figures/{panel.name}", w * fig_w)
     ax.axis("off")
+
+
+def _fit_legend(ax, n_lines: int, wide: bool, short_panel: bool) -> bool:
+    """Give ``ax`` a legend that lies within the axes: the preferred one (a short panel with
+    more than four lines: 4.5 pt in two columns, else 5.5 pt, two columns on a wide panel),
+    else smaller ones; False (no legend left) when none fits, e.g. long labels on a narrow
+    panel, whose legend would be printed over the tick labels beside it."""
+    from matplotlib.backends.backend_agg import FigureCanvasAgg
+
+    fig = ax.figure
+    short = short_panel and n_lines > 4
+    first = (4.5 if short else 5.5, 2 if (n_lines > 4 and wide) or short else 1)
+    renderer = FigureCanvasAgg(fig).get_renderer() if not hasattr(fig.canvas, "get_renderer") \
+        else fig.canvas.get_renderer()
+    room = ax.get_window_extent(renderer)
+    for size, ncol in dict.fromkeys((first, (4.5, first[1]), (4.5, 1), (4.5, 2))):
+        box = ax.legend(fontsize=size, ncol=ncol, framealpha=0.6).get_window_extent(renderer)
+        if box.width <= room.width and box.height <= room.height:
+            return True
+    ax.get_legend().remove()
+    return False
 
 
 def plain(text: str) -> str:

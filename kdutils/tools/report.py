@@ -4,7 +4,9 @@ the figures the notebooks saved and the parts' own text.
 A part's page holds the title; one line with what a reader needs to trust it (profile,
 device, data actually used, epochs, seeds, number of runs and, outside the full profile,
 "<profile> profile: not the assignment's result"); the part's key table(s), rendered from
-the records in ``results/<profile>/<part>/`` (never typed); the set-up table (the recipes
+the records in ``results/<profile>/<part>/`` (never typed; the runs of a run's seeds are one
+row, its metrics ``mean ± std`` with a ``seeds`` column and ranked on the mean, see
+:mod:`kdutils.core.report_spec`); the set-up table (the recipes
 the runs trained with, from the same records); the epoch-vs-test-accuracy graph from the
 records beside the part's notebook figures (``figures/part<N>_*.png``); then the part's
 findings (``partN.findings(records)``, numbers from the records) and argued opinion
@@ -46,7 +48,7 @@ from kdutils.core import records as R
 from kdutils.core.fileio import atomic_write, atomic_write_text
 from kdutils.core.findings import as_markdown
 from kdutils.core.profiles import REPO_ROOT, figures_dir, reports_dir, resolve_profile, results_dir
-from kdutils.core.report_spec import PartSpec, Table, best_row, build_table, select_rows
+from kdutils.core.report_spec import PartSpec, Table, best_row, build_table, seed_runs, select_rows
 from kdutils.tools import pdf
 
 README_START, README_END = "<!-- results:start -->", "<!-- results:end -->"
@@ -80,7 +82,8 @@ def spec_of(part) -> PartSpec:
 # --------------------------------------------------------------------------- the page
 @dataclass
 class TableView:
-    """A table as shown: display strings, the records of its rows, which row is the best."""
+    """A table as shown: display strings, its rows (records; a run of several seeds is one
+    row, :func:`kdutils.core.report_spec.fold_seeds`), which row is the best."""
 
     spec: Table
     frame: object  # pandas DataFrame of display strings
@@ -110,8 +113,8 @@ class Page:
 
     @property
     def records(self) -> list:
-        """The records of every table row."""
-        return [r for view in self.tables for r in view.records]
+        """The records of every table row (every seed of a folded row)."""
+        return [r for view in self.tables for row in view.records for r in seed_runs(row)]
 
     @property
     def sources(self) -> str:
@@ -160,26 +163,37 @@ def _describe_data(spec: PartSpec, profile: str, records: Sequence[Mapping]) -> 
 
 SETUP_COLUMNS = {"optimizer": "recipe.optimizer", "lr": "recipe.lr", "schedule": "recipe.schedule",
                  "weight decay": "recipe.weight_decay", "epochs": "recipe.epochs", "precision": "amp",
-                 "channels-last": "channels_last", "seed": "seed"}
+                 "channels-last": "channels_last"}
 
 
 def setup_table(records: Sequence[Mapping]):
-    """The set-up table of a page: one row per distinct training set-up (recipe, precision,
-    seed) among ``records``, with how many of the runs used it (None without records)."""
+    """The set-up table of a page: one row per distinct training set-up (recipe, precision)
+    among ``records``, with how many of the runs used it and their seeds (``0-2``, ``0, 5``;
+    ``-`` when not recorded): runs that differ only in their seed share a row (None without
+    records)."""
     import pandas as pd
 
-    rows = {}
+    rows: dict = {}
     for rec in records:
         if not isinstance(rec.get("recipe"), Mapping):
             continue
         row = tuple(("-" if R.get_field(rec, key) is None else str(R.get_field(rec, key)).lower())
                     for key in SETUP_COLUMNS.values())
-        rows[row] = rows.get(row, 0) + 1
+        rows.setdefault(row, []).append(rec.get("seed"))
     if not rows:
         return None
     frame = pd.DataFrame(list(rows), columns=list(SETUP_COLUMNS))
-    frame.insert(0, "runs", list(rows.values()))
+    frame.insert(0, "runs", [len(seeds) for seeds in rows.values()])
+    frame["seeds"] = [_seed_list(seeds) for seeds in rows.values()]
     return frame
+
+
+def _seed_list(values) -> str:
+    """``"0-2"`` for consecutive seeds, ``"0, 5"`` otherwise, ``"-"`` when none is recorded."""
+    vals = sorted({int(v) for v in values if isinstance(v, (int, float)) and not isinstance(v, bool)})
+    if len(vals) > 2 and vals == list(range(vals[0], vals[-1] + 1)):
+        return f"{vals[0]}-{vals[-1]}"
+    return ", ".join(map(str, vals)) or "-"
 
 
 def _span(values) -> str:
@@ -208,13 +222,17 @@ def _trust_line(profile: str, device: str, data: str, records: Sequence[Mapping]
     return line + (f" | {profile} profile: not the assignment's result" if profile != "full" else "")
 
 
-def _caveat(profile: str, epochs: str, device: str) -> str:
+def _caveat(profile: str, epochs: str, device: str, seeded: bool = False) -> str:
+    """The profile's caveat; ``seeded``: some row holds the runs of several seeds."""
     if profile == "smoke":
-        return ("Smoke profile: generated images and a single short run per model; the numbers check "
-                "the pipeline, not the methods.")
+        runs = "short runs" if seeded else "a single short run per model"
+        return f"Smoke profile: generated images and {runs}; the numbers check the pipeline, not the methods."
     if profile == "quick":
-        return (f"Quick profile: a small real subset and {epochs} epoch(s) on {device}. Gaps of a few "
-                "points are within run-to-run noise and the ranking can change in the full run.")
+        noise = ("A ± is the sample standard deviation of a row's runs over seeds; a gap between two rows "
+                 "counts only beyond their combined spread (the findings say which do)" if seeded else
+                 "Gaps of a few points are within run-to-run noise")
+        return (f"Quick profile: a small real subset and {epochs} epoch(s) on {device}. {noise}, and the "
+                "ranking can change in the full run.")
     return ""
 
 
@@ -248,7 +266,8 @@ def build_page(part, profile: Optional[str] = None, results_root: Optional[Path]
         device = _describe_device(shown)
         page.meta = _trust_line(profile, device, data, shown)
         page.setup = setup_table(shown)
-        page.caveat = _caveat(profile, _span(r.get("epochs_done", r.get("epochs")) for r in shown), device)
+        seeded = any(len(seed_runs(row)) > 1 for view in views for row in view.records)
+        page.caveat = _caveat(profile, _span(r.get("epochs_done", r.get("epochs")) for r in shown), device, seeded)
         if text:
             _part_text(page, module, [r for recs in loaded.values() for r in recs])
     else:

@@ -115,6 +115,18 @@ def test_per_class_subset_is_balanced(tiny_cifar):
     assert torch.equal(sub.images, tr.per_class(3).images)  # deterministic
 
 
+def test_first_classes_keeps_the_labels_and_names_of_the_first_k_classes(tiny_cifar):
+    _, tr, _ = tiny_cifar
+    sub = tr.first_classes(3)
+    assert sub.classes == tr.classes[:3] and sub.num_classes == 3
+    assert sorted(set(sub.labels.tolist())) == [0, 1, 2]
+    assert len(sub) == int((tr.labels < 3).sum())
+    keep = torch.nonzero(tr.labels < 3).flatten()
+    assert torch.equal(sub.images, tr.images[keep])
+    with pytest.raises(ValueError, match="choose 1..10"):
+        tr.first_classes(11)
+
+
 def test_synthetic_images_are_class_dependent():
     x, y = data.synthetic_images(200, 4, seed=0)
     means = np.stack([x[y == c].reshape(-1, 3).mean(0) for c in range(4)])

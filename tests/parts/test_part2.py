@@ -303,3 +303,33 @@ def test_a_further_method_trains_and_records_its_extra_parameters(tiny_setup):
     assert dml["n_extra_params"] == dml["n_params"]  # the peer has the student's architecture
     table = part2.kd_tasks_table([rec, dml])
     assert list(table["extra params"]) == [rec["n_extra_params"], dml["n_params"]]
+
+
+# ----------------------------------------------------------------------------- the quick profile's two recipes
+def test_quick_teacher_trains_on_more_images_and_epochs_of_the_same_classes(tmp_path, monkeypatch):
+    from kdutils.core import data, datasets
+
+    monkeypatch.setattr(datasets, "verified", lambda folder: True)  # as if fetched from a mirror: own md5 list
+    root = data.make_cifar_pickles(tmp_path / "c100", "cifar100", n_train=100 * 40, n_test=100 * 20)
+    setup = part2.resolve_setup("quick", str(tmp_path / "c100"))
+    recipe = part2.recipe_for(setup)
+    teacher = part2.recipe_of("task1_teacher", setup, recipe)
+    assert (recipe["epochs"], teacher["epochs"]) == (setup["epochs"], setup["teacher_epochs"])
+    assert teacher["train_per_class"] == setup["teacher_train_per_class"] > recipe["train_per_class"]
+    assert {k for k in recipe if recipe[k] != teacher[k]} == {"epochs", "train_per_class"}
+    assert part2.recipe_of("task2", setup, recipe) == recipe  # students keep theirs
+    # the notebook's epochs parameter sets every run's epochs, the teacher's too
+    assert part2.recipe_of("task1_teacher", setup, part2.recipe_for(setup, 3), 3)["epochs"] == 3
+    assert root.exists()
+    student_loader, test_loader, k = part2.cifar_loaders(setup, dict(recipe, train_per_class=10, test_per_class=5))
+    teacher_loader, _, k2 = part2.cifar_loaders(setup, dict(teacher, train_per_class=30, test_per_class=5))
+    assert k == k2 == setup["classes"] == 20
+    assert (student_loader.num_samples, teacher_loader.num_samples, test_loader.num_samples) == (200, 600, 100)
+
+
+def test_full_profile_trains_every_run_with_the_same_recipe_on_all_classes():
+    setup = part2.resolve_setup("full", "/nonexistent")
+    recipe = part2.recipe_for(setup)
+    assert recipe == CIFAR100_RECIPE["full"]
+    assert part2.recipe_of("task1_teacher", setup, recipe) == recipe
+    assert setup["classes"] is None

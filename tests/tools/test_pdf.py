@@ -176,6 +176,12 @@ def test_latex_table_escapes_aligns_and_fits_the_width():
     assert pdf.latex_inline("**Bold** *it* `x_y` & 5%") == r"\textbf{Bold} \emph{it} \texttt{x\_y} \& 5\%"
 
 
+def test_latex_table_right_aligns_means_over_seeds():
+    frame = pd.DataFrame({"run": ["kd", "teacher"], "seeds": ["3", "1"], "best top-1 %": ["42.0 ± 2.0", "60.0"],
+                          "note": ["a ± b", "-"]})
+    assert pdf.latex_table(frame).startswith(r"\fittable{\begin{tabular}{lrrl}")
+
+
 def test_latex_page_and_text_blocks():
     base = wide_page()
     head = pdf.page_latex(base)
@@ -208,3 +214,26 @@ def test_plan_rows_keeps_aspect_ratios(tmp_path):
     assert [panels for panels, _ in plan] == [["curves"], [wide]]  # two rows cover more than one
     assert pdf.rows_height(plan) <= 4.5 + 1e-9
     assert len(pdf.plan_rows(["curves", wide], 7.0, 1.5)) == 1  # too little height for two rows
+
+
+def test_the_curves_legend_stays_inside_its_axes(tmp_path):
+    """Long labels on a narrow curves panel: the legend shrinks until it fits the axes, or goes
+    (the title then says the lines are Table 1's rows), never over the tick labels beside it."""
+    from matplotlib.figure import Figure
+
+    def axes(width_in, height_in):
+        fig = Figure(figsize=(width_in + 1, height_in + 1))
+        ax = fig.add_axes([0.5 / (width_in + 1), 0.5 / (height_in + 1), width_in / (width_in + 1),
+                           height_in / (height_in + 1)])
+        for i in range(8):
+            ax.plot([1, 2], [i, i + 1], label=f"Extra CE without label smoothing, row {i} (small)")
+        ax.legend()
+        return fig, ax
+
+    fig, ax = axes(2.6, 1.3)
+    assert pdf._fit_legend(ax, 8, wide=True, short_panel=True)
+    renderer = fig.canvas.get_renderer()
+    box, room = ax.get_legend().get_window_extent(renderer), ax.get_window_extent(renderer)
+    assert box.width <= room.width and box.height <= room.height
+    fig, ax = axes(1.0, 0.6)
+    assert not pdf._fit_legend(ax, 8, wide=True, short_panel=True) and ax.get_legend() is None

@@ -286,16 +286,22 @@ def test_meta_line_says_what_a_reader_needs_to_trust_the_page(part1_records):
                  extra={"width_mult": 0.25, "n_test": 1000, "recipe": RECIPE, "seed": seed, "amp": "bfloat16"})
     page = report.build_page("part1", PROFILE)
     assert "seeds 0-1" in page.meta and "5 run(s)" in page.meta
-    assert page.setup["seed"].tolist() == ["0", "1"] and set(page.setup["precision"]) == {"bfloat16"}
+    # one recipe, two seeds: one set-up row
+    assert page.setup["runs"].tolist() == [2] and page.setup["seeds"].tolist() == ["0, 1"]
+    assert set(page.setup["precision"]) == {"bfloat16"}
     assert "**Set-up**" in report.page_markdown(page) and "bfloat16" in report.page_markdown(page)
 
 
-def test_setup_table_one_row_per_distinct_recipe():
-    recs = [{"recipe": {"optimizer": "sgd", "lr": 0.1, "schedule": "cosine", "weight_decay": 5e-4, "epochs": 3},
-             "amp": "bfloat16", "channels_last": True, "seed": s} for s in (0, 0, 1)]
+def test_setup_table_one_row_per_distinct_recipe_with_its_seeds():
+    def rec(seed, lr=0.1):
+        return {"recipe": {"optimizer": "sgd", "lr": lr, "schedule": "cosine", "weight_decay": 5e-4, "epochs": 3},
+                "amp": "bfloat16", "channels_last": True, "seed": seed}
+
+    recs = [rec(s) for s in (0, 0, 1, 2)] + [rec(0, lr=0.05), rec(5, lr=0.05), rec(None, lr=0.2)]
     recs.append({"run": "original", "final": {}})  # no recipe: not trained, not a set-up
     table = report.setup_table(recs)
-    assert table["runs"].tolist() == [2, 1] and table["seed"].tolist() == ["0", "1"]
+    assert table["runs"].tolist() == [4, 2, 1] and table["lr"].tolist() == ["0.1", "0.05", "0.2"]
+    assert table["seeds"].tolist() == ["0-2", "0, 5", "-"]  # seeds do not split a set-up
     assert table.loc[0, "precision"] == "bfloat16" and table.loc[0, "optimizer"] == "sgd"
     assert report.setup_table([{"run": "x"}]) is None
 
@@ -393,3 +399,69 @@ def test_text_markdown_keeps_a_list_opinion_a_list():
     fake_run("part4", "feature_extraction", 10.0, extra={"final": {"new_test_top1": 10.0, "old_test_top1": 50.0}})
     markdown = report.text_markdown(report.build_page("part4", PROFILE))
     assert "**Reading the results.**\n\n- **Feature extraction**" in markdown
+
+
+# --------------------------------------------------------------------------- issue 18: runs over seeds
+def part2_seeded(keys, seeds=(0, 1, 2), top1=None):
+    """Part 2's experiments ``keys`` as its notebook names them over ``seeds`` (teachers once,
+    part2.seeds_of); best top-1 ``top1[key] + seed`` unless given per seed as a tuple."""
+    plan = part2.part2_plan("big", "small", 0.9, 4.0, assistant="mid")
+    for key in keys:
+        exp = plan[key]
+        for seed in part2.seeds_of(exp, seeds):
+            base = (top1 or {}).get(key, 40.0)
+            value = base[seed] if isinstance(base, tuple) else base + seed
+            run = exp.run(PROFILE, seed)
+            fake_run("part2", run.name, value, n_params=46_900, extra={"seed": seed, "recipe": RECIPE},
+                     **run.params)
+
+
+def test_part2_rows_fold_the_seeds_of_a_run_on_the_page_and_in_the_readme():
+    part2_seeded(("task1_teacher", "task1_student", "task2", "task3"),
+                 top1={"task1_teacher": 60.0, "task1_student": (40.0, 42.0, 44.0), "task2": (41.0, 45.0, 55.0),
+                       "task3": (47.0, 48.0, 49.0)})
+    page = report.build_page("part2", PROFILE)
+    (table,) = page.tables
+    frame = table.frame
+    assert frame["task"].tolist() == ["Task 1", "Task 1", "Task 2", "Task 3"]  # one row per run, not per seed
+    assert list(frame.columns)[list(frame.columns).index("best top-1 %") - 1] == "seeds"
+    assert frame["seeds"].tolist() == ["1", "3", "3", "3"]
+    assert frame["best top-1 %"].tolist() == ["60.0", "42.0 ± 2.0", "47.0 ± 7.2", "48.0 ± 1.0"]
+    assert frame["params"].tolist() == ["46.9k"] * 4  # from the runs, equal over seeds
+    assert table.best_row == 3  # task 3 has the best mean (48.0); task 2 the best single run (55.0)
+    assert [r["label"] for r in table.records][1:] == ["Task 1 CE + label smoothing (recipe) (small)",
+                                                       "Task 2 KD (small)", "Task 3 KD (small)"]
+    assert "10 run(s)" in page.meta and "seeds 0-2" in page.meta  # every seed's run counts
+    assert page.setup["runs"].tolist() == [10] and page.setup["seeds"].tolist() == ["0-2"]
+    assert table.note == "each run's seeds in one row, mean ± sample std"
+    curve = next(r for r in table.records if r["label"].startswith("Task 3"))["history"]
+    assert curve[-1]["test_top1"] == pytest.approx(48.0)  # the curve drawn: the mean over seeds
+
+    markdown = report.readme_tables(PROFILE, parts=["2"])
+    assert "| **Task 3** " in markdown and "**48.0 ± 1.0**" in markdown and "| 47.0 ± 7.2 " in markdown
+    assert "_seed1" not in markdown and "Rows: each run's seeds in one row, mean ± sample std." in markdown
+
+    (entry,) = report.export_reports(PROFILE, parts=["2"], engine="matplotlib", log=None)
+    text, boxes = pdf_text_and_boxes(profiles.reports_dir() / entry["pdf"])
+    assert len(boxes) == 1 and "47.0 ± 7.2" in text and "seeds" in text
+    assert entry["records"] == 10
+
+
+def test_a_wide_seeded_table_stays_on_one_legible_page(monkeypatch):
+    """Every part 2 experiment over three seeds (the widest table, with ± cells and the seeds
+    column): the matplotlib page stays one A4 page with no overlapping characters."""
+    import dataclasses
+
+    pytest.importorskip("pdfplumber")
+    plan = part2.part2_plan("big", "small", 0.9, 4.0, assistant="mid")
+    part2_seeded(tuple(plan), top1={key: 30.0 + i for i, key in enumerate(plan)})
+    table = dataclasses.replace(part2.REPORT.tables[0], max_rows=len(plan))  # every row shown
+    monkeypatch.setattr(part2, "REPORT", dataclasses.replace(part2.REPORT, tables=(table,)))
+    (entry,) = report.export_reports(PROFILE, parts=["2"], engine="matplotlib", log=None)
+    assert entry["pages"] == 1 and entry["layout_problems"] == []
+    page = report.build_page("part2", PROFILE)
+    assert len(page.tables[0].frame) == len(plan) and "± 1.0" in page.tables[0].frame["best top-1 %"].iloc[-1]
+    assert "A ± is" not in page.caveat and "short runs" in page.caveat  # smoke: no noise claim
+    quick = report._caveat("quick", "3", "CPU", seeded=True)
+    assert "A ± is the sample standard deviation of a row's runs over seeds" in quick
+    assert "Gaps of a few points are within run-to-run noise" in report._caveat("quick", "3", "CPU")
