@@ -9,7 +9,7 @@ replace the official ones). The images are synthetic (``kdutils.core.data.synthe
 
 Command line::
 
-    python tests/fake_mirror.py make --root /tmp/mirror            # quick-sized archives
+    python tests/fake_mirror.py make --root /tmp/mirror            # quick-sized archives (--scale small|tiny)
     python tests/fake_mirror.py serve --root /tmp/mirror --port 8765 [--make]
     KD_NO_SHARED=1 KD_DATA_MIRROR=http://127.0.0.1:8765 make data PROFILE=quick
 """
@@ -32,14 +32,18 @@ from kdutils.core.datasets import REMOTES
 
 #: Images per class of the generated CIFAR archives: (train, test). "quick" holds the largest
 #: per-class subsets the quick profile draws (1000/200 for CIFAR-10, 100/20 for CIFAR-100).
+#: "small": enough images for every quick-profile batch at a fraction of quick's training work
+#: (an end-to-end check of ``make data && make figures`` on a fresh clone, in minutes).
 SIZES = {"quick": {"cifar10": (1000, 200), "cifar100": (100, 20)},
+         "small": {"cifar10": (100, 20), "cifar100": (30, 10)},
          "tiny": {"cifar10": (6, 3), "cifar100": (2, 1)}}
 #: LFW people and their image counts. "quick": two people reach the real threshold of 50
 #: (kdutils.core.datasets.LFW_IMAGES_PER_SUBJECT); "tiny" is for tests that lower it to 3.
 LFW_PEOPLE = {"quick": {"Ada_Lovelace": 52, "Alan_Turing": 50, "Grace_Hopper": 3},
+              "small": {"Ada_Lovelace": 52, "Alan_Turing": 50, "Grace_Hopper": 3},
               "tiny": {"Ada_Lovelace": 4, "Alan_Turing": 3, "Grace_Hopper": 1}}
 #: Training and test images per class of the food sample (the real file has about 150 / 50).
-FOOD_SAMPLE = {"quick": (150, 50), "tiny": (6, 4)}
+FOOD_SAMPLE = {"quick": (150, 50), "small": (60, 15), "tiny": (6, 4)}
 
 
 def _tar_gz(dest: Path, folder: Path, arcname: str) -> None:
