@@ -193,7 +193,7 @@ def _part4_adaptation(profile: Optional[str], params: Mapping[str, Any]):
     layers = part4.parse_layers(params.get("finetune_layers") or "") or part4.last_two_stages(original)
     return part4.Adaptation(setup, original, tasks, faces_path, len(faces.subjects), layers,
                             T=params.get("T", 2.0), lambda0=params.get("lambda0", 1.0),
-                            lr_percent=params.get("lr_percent", 10.0),
+                            lr_percent=params.get("lr_percent"),
                             update_bn_stats=bool(params.get("update_bn_stats", False)), device=device,
                             force=bool(params.get("force", False)))
 

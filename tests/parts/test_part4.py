@@ -264,3 +264,115 @@ def test_findings_and_seed_summary_judge_lwf_over_seeds():
     assert "the original network 60.00%" in text
     single = " ".join(L.findings([_final("lwf_T2_lambda01_lr10pct", 55.0, 70.0), _final("fine_tuning_x", 40.0, 70.0)]))
     assert "no seed spread" in single
+
+
+# --------------------------------------------------------------------------- the rate, chosen on validation
+def test_hold_out_keeps_per_subject_counts_disjoint_and_refuses_to_empty_a_subject():
+    train = _image_set(30, 3, 5)  # 10 images per class
+    fit_set, val = L.hold_out(train, 2, seed=0)
+    assert torch.bincount(val.labels, minlength=3).tolist() == [2, 2, 2]
+    assert torch.bincount(fit_set.labels, minlength=3).tolist() == [8, 8, 8]
+    keys = lambda s: {img.numpy().tobytes() for img in s.images}  # noqa: E731
+    assert not keys(fit_set) & keys(val) and len(keys(fit_set) | keys(val)) == 30
+    again_fit, again_val = L.hold_out(train, 2, seed=0)
+    assert torch.equal(again_val.images, val.images) and torch.equal(again_fit.images, fit_set.images)
+    assert not torch.equal(L.hold_out(train, 2, seed=1)[1].images, val.images)
+    with pytest.raises(ValueError, match="leaves none to train on"):
+        L.hold_out(train, 10)
+
+
+def test_unseen_images_leave_out_what_the_original_network_trained_on():
+    pool = _image_set(100, 10, 6)  # 10 per class
+    seen = pool.per_class(6)
+    unseen = L.unseen_images(pool, seen, 3)
+    assert torch.bincount(unseen.labels, minlength=10).tolist() == [3] * 10
+    seen_keys = {img.numpy().tobytes() for img in seen.images}
+    assert not any(img.numpy().tobytes() in seen_keys for img in unseen.images)
+    assert torch.equal(L.unseen_images(pool, seen, 3).images, unseen.images)  # deterministic
+    with pytest.raises(ValueError, match="at most 4 image"):
+        L.unseen_images(pool, seen, 5)
+
+
+def test_rank_rates_scores_the_mean_of_both_tasks_of_its_methods_and_breaks_ties_low():
+    def row(ft_old, ft_new, lwf_old, lwf_new):
+        return {"fine_tuning": {"old": ft_old, "new": ft_new}, "lwf": {"old": lwf_old, "new": lwf_new}}
+
+    nan = float("nan")
+    table, chosen = L.rank_rates({10.0: row(40, 30, 50, 30), 1.0: row(60, 10, 60, 12), 3.0: row(58, 20, 59, 23),
+                                  30.0: row(50, 30, nan, nan)})
+    assert table["lr_percent"].tolist() == [1.0, 3.0, 10.0, 30.0]  # rate order
+    assert table["score"].tolist()[:3] == pytest.approx([35.5, 40.0, 37.5])
+    assert chosen == 3.0 and table["chosen"].tolist() == [False, True, False, False]
+    assert table["rank"].tolist() == [3, 1, 2, 4]  # a diverged run ranks its candidate last
+    _, tie = L.rank_rates({30.0: row(50, 30, 50, 30), 3.0: row(40, 40, 40, 40)})
+    assert tie == 3.0  # equal scores: the lower rate
+    fe = {"feature_extraction": {"old": 60.0, "new": 20.0}}
+    lr_table, lr = L.rank_rates({0.1: fe, 1.0: {"feature_extraction": {"old": 60.0, "new": 31.0}}}, "lr")
+    assert lr == 1.0 and lr_table.columns[0] == "lr" and lr_table["score"].tolist() == [40.0, 45.5]
+    with pytest.raises(ValueError, match="at least one"):
+        L.rank_rates({})
+    with pytest.raises(ValueError, match="every candidate lr_percent diverged"):
+        L.rank_rates({1.0: row(nan, nan, nan, nan)})
+
+
+def _selection_setup(**changes):
+    from kdutils.core.profiles import Setup
+
+    settings = dict(L.SETTINGS["smoke"], epochs=1, warmup_epochs=1, batch_size=8, **changes)
+    return Setup(profile="smoke", data_root=None, settings=settings, headless=True)
+
+
+def test_select_rates_trains_on_held_out_training_images_only(network_and_tasks, tmp_path):
+    network, tasks = network_and_tasks
+    setup = _selection_setup(val_per_subject=1)
+    faces_train, old_pool = _image_set(16, 4, 1), _image_set(40, 10, 7)
+    old_val = L.unseen_images(old_pool, old_pool.per_class(2), 1)
+    val_tasks = L.selection_tasks(setup, faces_train, old_val, mean=MEAN, std=STD, device="cpu")
+    assert val_tasks.held_out == "val" and len(val_tasks.new_train.labels) == 12 and len(val_tasks.new_test.labels) == 4
+    adaptation = L.Adaptation(setup, network, tasks, tmp_path / "faces", 4, ["layer2"], device="cpu")
+    assert (adaptation.lr, adaptation.lr_percent) == (setup["lr"], setup["lr_percent"])  # None: the profile's
+    with pytest.raises(ValueError, match="validation images only"):
+        L.select_rates(adaptation, tasks, [0.05], [1.0])
+    lr_table, pct_table, (lr, pct), original_old_val = L.select_rates(adaptation, val_tasks, [0.05, 0.2], [1.0, 50.0])
+    assert lr_table["lr"].tolist() == [0.05, 0.2] and lr_table["chosen"].sum() == 1
+    assert lr == lr_table.loc[lr_table["chosen"], "lr"].item() and pct in (1.0, 50.0)
+    assert lr_table["feature extraction old val"].tolist() == pytest.approx([original_old_val] * 2)  # cannot forget
+    from kdutils.core import records as R
+
+    recs = {r["run"]: r for r in R.load_records(L.SELECT_PART, "smoke")}
+    lead = f"lr{lr:g}_"
+    assert set(recs) == {"lr0.05_feature_extraction", "lr0.2_feature_extraction", "original", f"{lead}lwf_warmup_1ep",
+                         f"{lead}fine_tuning_layer2_lr1pct", f"{lead}fine_tuning_layer2_lr50pct",
+                         f"{lead}lwf_T2_lambda01_lr1pct", f"{lead}lwf_T2_lambda01_lr50pct"}
+    ft = recs[f"{lead}fine_tuning_layer2_lr50pct"]
+    assert set(ft["final"]) == {"new_train_top1", "new_train_loss", "new_val_top1", "new_val_loss", "old_val_top1",
+                                "old_val_loss"}  # nothing measured on a test image
+    assert ft["evaluated_on"] == "validation" and "old_val_top1" in ft["history"][-1] and ft["params"]["lr"] == lr
+    assert [g["lr"] for g in ft["layer_rates"] if g["layer"] == "layer2"] == [pytest.approx(lr * 0.5)]
+    assert pct_table.loc[pct_table["lr_percent"] == 50.0, "fine-tuning new val"].item() == ft["final"]["new_val_top1"]
+    assert not list(R.load_records("part4", "smoke"))  # the method runs' table stays apart
+    words = L.selection_words(pct_table, (lr, pct), (0.05, 1.0), original_old_val)
+    assert ("the chosen rates" in words) == ((lr, pct) == (0.05, 1.0))
+
+
+def test_quick_rates_are_among_their_candidates_and_full_keeps_the_assignments():
+    quick, full = L.SETTINGS["quick"], L.SETTINGS["full"]
+    assert quick["lr_percent"] in quick["lr_percent_candidates"] and quick["lr"] in quick["lr_candidates"]
+    assert (full["lr"], full["lr_percent"]) == (0.05, 10.0) and not full["lr_percent_candidates"]
+    assert quick["val_per_subject"] < quick["n_train"]
+
+
+def test_findings_state_forgetting_and_a_verdict():
+    recs = [_final("original", 60.0, 0.0)]
+    recs += [_final(f"feature_extraction{'_seed%d' % s if s else ''}", 60.0, 15.0 + s) for s in range(3)]
+    recs += [_final(f"fine_tuning_x{'_seed%d' % s if s else ''}", o, 20.0 + s) for s, o in enumerate((40.0, 44.0, 48.0))]
+    recs += [_final(f"lwf_T2_lambda01_lr10pct{'_seed%d' % s if s else ''}", o, 20.0 + s)
+             for s, o in enumerate((58.0, 59.0, 60.0))]
+    text = " ".join(L.findings(recs))
+    assert "feature extraction +0.00 points (unchanged in every seed)" in text
+    assert "fine-tuning +16.00 points (beyond its seed spread ±4.00)" in text
+    assert "LwF +1.00 points (within its seed spread ±1.00)" in text
+    assert "on the old task: it keeps more of it" in text and "on the new task: no clear difference" in text
+    worse = [_final(r["run"], r["final"]["old_test_top1"] - (30 if r["run"].startswith("lwf") else 0),
+                    r["final"]["new_test_top1"]) for r in recs]  # LwF 29 ± 1 vs fine-tuning 44 ± 4
+    assert "it keeps less of it" in " ".join(L.findings(worse))
