@@ -6,6 +6,8 @@ Used by ``notebooks/part5_food11_compression.ipynb``:
   layout (``training/labeled/<cc>``, ``training/unlabeled/00``, ``validation/<cc>``,
   ``testing/00``) as in-memory uint8 :class:`~kdutils.core.data.ImageSet` s, decoded once and
   resized to ``size`` x ``size`` (cached). The number of classes comes from the folders.
+  :func:`student_labels`: the students' labeled set cut to fewer images per class than the
+  teacher's (the quick profile).
 - :func:`training_loader` and :func:`eval_loader`: batched augmentation (random ``crop`` +
   flip) for training, a centre ``crop`` for evaluation; ImageNet mean/std for every model
   (the statistics a pretrained teacher expects; the students see the same tensors).
@@ -18,9 +20,11 @@ Used by ``notebooks/part5_food11_compression.ipynb``:
   not produce (pruning, quantization).
 - :func:`make_fine_tuner`, :func:`storage_variant`, :func:`prune_with_fine_tuning`,
   :func:`plot_pruning`: the compression experiments (over :mod:`kdutils.compress`).
-- :class:`Study` (profile, splits, loaders, run names) and the notebook's steps, each one
-  call: :func:`train_teachers`, :func:`train_students`, :func:`train_semi_supervised`,
-  :func:`train_comparison`, :func:`storage_records`, :func:`pruning_records`; its tables
+- :class:`Study` (profile, splits, loaders, run names, the students' seeds, the teachers'
+  logits shared by the students) and the notebook's steps, each one call:
+  :func:`build_teacher`, :func:`train_teachers`, :func:`train_students`,
+  :func:`train_semi_supervised` (every student once per seed), :func:`train_comparison`,
+  :func:`storage_records`, :func:`teacher_storage_records`, :func:`pruning_records`; its tables
   and figures (:func:`kd_table`, :func:`quant_table`, :func:`prune_table`,
   :func:`compare_table`, :func:`before_after_table`, :func:`plot_kd_curves`,
   :func:`plot_accuracy_vs_size`) and :func:`findings`, the summary sentences.
@@ -63,9 +67,10 @@ from kdutils.core.counting import count_flops, count_params
 from kdutils.core.loader import GpuLoader
 from kdutils.core.profiles import Setup, resolve, results_dir, runs_dir
 from kdutils.core.recipe import Recipe
+from kdutils.core.seeds import base_name, check_seeds, describe, difference, mean_std, seeded_name
 from kdutils.core.train import Run, Runtime, evaluate, fit, predict_logits
 from kdutils.distill.objectives import KDLoss
-from kdutils.distill.teachers import LiveTeacher
+from kdutils.distill.teachers import CachedLogits, LiveTeacher, TeacherLogits
 from kdutils.models import build_model
 from kdutils.models.mobile import match_width
 
@@ -112,13 +117,19 @@ def food_root(setup: Setup, food_dir: str = "") -> Path:
 
 @dataclass
 class FoodSplits:
-    """The four splits; ``unlabeled`` and ``testing`` carry label -1."""
+    """The four splits; ``unlabeled`` and ``testing`` carry label -1.
+
+    ``labeled`` is what the students learn from; ``teacher_labeled``, when set, is the
+    larger labeled set the teacher trains on (:func:`student_labels`: the quick profile's
+    students get fewer labels than their teacher), else the teacher trains on ``labeled``.
+    """
 
     labeled: D.ImageSet
     unlabeled: D.ImageSet
     validation: D.ImageSet
     testing: D.ImageSet
     root: Path
+    teacher_labeled: Optional[D.ImageSet] = None
 
     @property
     def classes(self) -> list:
@@ -128,12 +139,20 @@ class FoodSplits:
     def num_classes(self) -> int:
         return self.labeled.num_classes
 
+    @property
+    def teacher_set(self) -> D.ImageSet:
+        """The labeled images the teacher trains on."""
+        return self.labeled if self.teacher_labeled is None else self.teacher_labeled
+
     def counts(self):
-        """Images per split and their stored size (a DataFrame)."""
+        """Images per split and their stored size (a DataFrame); with a larger teacher set,
+        its row ``labeled (teacher)`` and the students' ``labeled (students)``."""
         import pandas as pd
 
+        labeled = [("labeled", self.labeled)] if self.teacher_labeled is None else [
+            ("labeled (teacher)", self.teacher_labeled), ("labeled (students)", self.labeled)]
         rows = [(name, len(s), "x".join(map(str, s.images.shape[1:3])))
-                for name, s in (("labeled", self.labeled), ("unlabeled", self.unlabeled),
+                for name, s in (*labeled, ("unlabeled", self.unlabeled),
                                 ("validation", self.validation), ("testing", self.testing))]
         return pd.DataFrame(rows, columns=["split", "images", "stored size"]).set_index("split")
 
@@ -166,6 +185,24 @@ def load_food_splits(root, size: int, labeled_per_class: Optional[int] = None,
     return FoodSplits(labeled, unlabeled, validation, testing, Path(root))
 
 
+def student_labels(splits: FoodSplits, per_class: Optional[int], seed: int = 0) -> FoodSplits:
+    """The splits with the students' labeled set cut to ``per_class`` images per class
+    (:meth:`~kdutils.core.data.ImageSet.per_class`: drawn by file name with ``seed``, the same
+    on every machine) while the teacher keeps every labeled image (``teacher_labeled``). The
+    images left out are used by no student: not as labeled images, not as unlabeled ones
+    (the teacher trained on them, so its pseudo-labels there would be its training labels).
+    ``None``, or a count no class exceeds, returns ``splits`` unchanged."""
+    if per_class is None:
+        return splits
+    if isinstance(per_class, bool) or not isinstance(per_class, int) or per_class < 1:
+        raise ValueError(f"student_labeled_per_class must be an int >= 1 (or None: all), got {per_class!r}")
+    if splits.teacher_labeled is not None:
+        raise ValueError("these splits already hold the students' subset; cut the teacher's splits instead")
+    if int(torch.bincount(splits.labeled.labels).max()) <= per_class:
+        return splits
+    return replace(splits, labeled=splits.labeled.per_class(per_class, seed), teacher_labeled=splits.labeled)
+
+
 def training_loader(train_set: D.ImageSet, batch_size: int, crop: int, seed: int = 0, device="auto") -> GpuLoader:
     """Shuffled batches with a random ``crop`` (no padding) and horizontal flips."""
     mean, std = NORMALIZATION
@@ -187,8 +224,15 @@ class Study:
     :meth:`run` names an experiment's record and checkpoint, its params carrying the data
     settings. ``force`` retrains / recomputes finished runs; ``device`` and ``log`` go to
     every loader and training call (the tests pass ``device="cpu", log="off"``). ``seed``
-    is every run's seed: the initial weights of every model built to be trained
-    (``build_model(..., seed=study.seed)``) and the training's.
+    is the seed of the runs trained once (teachers, comparison nets): the initial weights
+    of every model built to be trained (``build_model(..., seed=study.seed)``) and the
+    training's. Students are trained once per seed of :attr:`seeds` (the profile's
+    ``seeds``), run ``<name>`` for the first and ``<name>_seed<s>`` for the others.
+
+    ``train_loader`` batches the students' labeled images, ``teacher_loader`` the teacher's
+    (the same loader unless :attr:`FoodSplits.teacher_labeled` is set). Every loader keeps
+    the seed 0 of its augmentations, so all students of one loader see the same batches and
+    share the teacher's logits (:meth:`teacher_logits`).
     """
 
     setup: Setup
@@ -201,7 +245,24 @@ class Study:
     def __post_init__(self):
         s = self.settings
         self.train_loader = training_loader(self.splits.labeled, s["batch_size"], s["crop"], device=self.device)
+        self.teacher_loader = self.train_loader if self.splits.teacher_labeled is None else training_loader(
+            self.splits.teacher_labeled, s["batch_size"], s["crop"], device=self.device)
         self.val_loader = eval_loader(self.splits.validation, s["crop"], device=self.device)
+        self._logit_tables: dict = {}
+
+    @property
+    def seeds(self) -> tuple:
+        """The seeds every student run is trained with (``settings["seeds"]``, else ``seed``)."""
+        return check_seeds(tuple(self.settings.get("seeds") or (self.seed,)), "part 5 seeds")
+
+    def teacher_logits(self, teacher: nn.Module, loader) -> TeacherLogits:
+        """The logits of ``teacher`` for every epoch of ``loader``, computed on first use and shared
+        by every student trained on that loader (all seeds; cached on disk under
+        ``KD_CACHE_DIR``, keyed by the teacher's weights and the loader)."""
+        key = (id(teacher), id(loader))
+        if key not in self._logit_tables:
+            self._logit_tables[key] = (teacher, loader, TeacherLogits(teacher, loader))
+        return self._logit_tables[key][2]
 
     @property
     def settings(self) -> dict:
@@ -212,10 +273,12 @@ class Study:
         return self.splits.num_classes
 
     def recipe(self, epochs: str, lr: str) -> Recipe:
-        """The one recipe of part 5 (the profile's optimizer and weight decay, cosine schedule)
-        with the epochs and rate of the settings named ``epochs`` and ``lr``."""
+        """The one recipe of part 5 (the profile's optimizer and weight decay, cosine schedule,
+        validation every ``eval_every`` epochs and after the last) with the epochs and rate of
+        the settings named ``epochs`` and ``lr``."""
         s = self.settings
-        return Recipe(s[epochs], optimizer=s["optimizer"], lr=s[lr], weight_decay=s["weight_decay"])
+        return Recipe(s[epochs], optimizer=s["optimizer"], lr=s[lr], weight_decay=s["weight_decay"],
+                      eval_every=s.get("eval_every", 1))
 
     @property
     def fine_tune_recipe(self) -> Recipe:
@@ -232,8 +295,13 @@ class Study:
         """Where the stored (quantized, pruned) models go: ``runs/compressed/<profile>/part5``."""
         return runs_dir() / "compressed" / self.setup.profile / PART
 
+    def runtime_of(self, seed: int) -> Runtime:
+        """:attr:`runtime` with another ``seed`` (a student's)."""
+        return replace(self.runtime, seed=seed)
+
     def run(self, name: str, **params) -> Run:
-        """The :class:`Run` of one experiment; ``params`` extend (or override) the data settings."""
+        """The :class:`Run` of one experiment; ``params`` extend (or override) the data settings
+        (``n_train``: the students' labeled images unless given)."""
         s = self.settings
         base = dict(data=str(self.splits.root), size=s["size"], crop=s["crop"], n_train=len(self.splits.labeled),
                     n_val=len(self.splits.validation))
@@ -512,16 +580,45 @@ def plot_pruning(records: Sequence[Mapping], title: str = ""):
 
 
 # --------------------------------------------------------------------------- the notebook's steps: training
-#: The runs of the KD table, in its order; the students among them.
+#: The runs of the KD table, in its order; the students among them (each trained once per seed).
 KD_RUNS = ("teacher_scratch", "teacher_pretrained", "student", "student_kd_scratch", "student_kd_pretrained",
            "student_kd_semi")
 STUDENT_RUNS = ("student", "student_kd_scratch", "student_kd_pretrained", "student_kd_semi")
 TEACHER_PRETRAINED = "teacher ResNet-18 (ImageNet, fine-tuned)"
+#: The assignment's teacher architecture (the pretrained teacher's always).
+TEACHER_ARCH = "resnet18_food"
 
 
-def kd_objective(settings: Mapping, teacher: nn.Module) -> KDLoss:
-    """The part-5 KD loss: ``KDLoss(alpha, T)`` distilling from the live ``teacher``."""
-    return KDLoss(settings["alpha"], settings["T"], teacher=LiveTeacher(teacher))
+def kd_objective(settings: Mapping, teacher: Union[nn.Module, TeacherLogits]) -> KDLoss:
+    """The part-5 KD loss ``KDLoss(alpha, T)``: distilling from a live ``teacher`` model, or from
+    its logits computed once per epoch (a :class:`~kdutils.distill.teachers.TeacherLogits`
+    table of the student's loader, e.g. :meth:`Study.teacher_logits`; the same soft targets)."""
+    source = CachedLogits(teacher) if isinstance(teacher, TeacherLogits) else LiveTeacher(teacher)
+    return KDLoss(settings["alpha"], settings["T"], teacher=source)
+
+
+def teacher_arch(settings: Mapping, key: str) -> str:
+    """The architecture of the teacher ``key``: the profile's ``teacher_arch`` from scratch,
+    ResNet-18 when pretrained (its ImageNet weights)."""
+    return settings.get("teacher_arch", TEACHER_ARCH) if key == "scratch" else TEACHER_ARCH
+
+
+def teacher_label(settings: Mapping, key: str) -> str:
+    """The KD table's name of the teacher ``key``."""
+    if key == "pretrained":
+        return TEACHER_PRETRAINED
+    arch = teacher_arch(settings, key)
+    if arch == TEACHER_ARCH:
+        return "teacher ResNet-18 (scratch)"
+    return f"teacher {arch} (scratch, stand-in for ResNet-18)"
+
+
+def build_teacher(study: Study, key: str = "scratch") -> nn.Module:
+    """A fresh, randomly initialised teacher ``key`` of :func:`teacher_arch` (seeded by the study):
+    the scratch teacher to train, or the shell a stored teacher is loaded into."""
+    arch = teacher_arch(study.settings, key)
+    options = dict(weights=None) if arch == TEACHER_ARCH else {}
+    return build_model(arch, study.num_classes, seed=study.seed, **options)
 
 
 def _pretrained_teacher(study: Study, weights_path: str):
@@ -529,14 +626,15 @@ def _pretrained_teacher(study: Study, weights_path: str):
     network says no."""
     if not study.settings["try_pretrained"]:
         return None, "the smoke profile downloads nothing", "not tried in the smoke profile"
-    model, reason = try_build_model("resnet18_food", study.num_classes, weights="IMAGENET1K_V1",
+    model, reason = try_build_model(TEACHER_ARCH, study.num_classes, weights="IMAGENET1K_V1",
                                     weights_path=weights_path or None, seed=study.seed)  # the new fc
     return model, reason, "not available offline (ImageNet weights could not be loaded)"
 
 
 def train_teachers(study: Study, scratch: nn.Module, pretrained_weights: str = "") -> Tuple[dict, str]:
-    """Train the ResNet-18 teacher ``scratch`` and, where its ImageNet weights load, fine-tune a
-    pretrained one (else a ``skipped`` record says why).
+    """Train the teacher ``scratch`` (:func:`build_teacher`) and, where its ImageNet weights load,
+    fine-tune a pretrained ResNet-18 (else a ``skipped`` record says why), both on the teacher's
+    labeled images (:attr:`FoodSplits.teacher_set`).
 
     ``pretrained_weights``: a local weights file (empty: torchvision's ``IMAGENET1K_V1``).
     Returns ``({"scratch": model, ["pretrained": model]}, a line saying what happened to
@@ -556,53 +654,85 @@ def train_teachers(study: Study, scratch: nn.Module, pretrained_weights: str = "
 def teacher_run(study: Study, key: str, pretrained_weights: str = "") -> Run:
     """The run of the teacher ``key`` (``scratch`` or ``pretrained``)."""
     weights = "random" if key == "scratch" else pretrained_weights or "IMAGENET1K_V1"
-    return study.run(f"teacher_{key}", model="resnet18_food", weights=weights)
+    return study.run(f"teacher_{key}", model=teacher_arch(study.settings, key), weights=weights,
+                     n_train=len(study.splits.teacher_set))
 
 
 def train_teacher(study: Study, key: str, model: nn.Module, pretrained_weights: str = "") -> dict:
-    """Train (or reuse) the teacher ``key``: from scratch at ``teacher_lr``, the pretrained one
-    fine-tuned at ``finetune_lr``; its record."""
-    label, epochs, lr = (("teacher ResNet-18 (scratch)", "teacher_epochs", "teacher_lr") if key == "scratch"
-                         else (TEACHER_PRETRAINED, "finetune_epochs", "finetune_lr"))
-    return train_run(model, teacher_run(study, key, pretrained_weights), label, study.train_loader,
-                     study.val_loader, study.recipe(epochs, lr), runtime=study.runtime)
+    """Train (or reuse) the teacher ``key`` on the teacher's labeled images: from scratch at
+    ``teacher_lr`` for ``teacher_epochs``, the pretrained one fine-tuned at ``finetune_lr``; its
+    record."""
+    epochs, lr = ("teacher_epochs", "teacher_lr") if key == "scratch" else ("finetune_epochs", "finetune_lr")
+    return train_run(model, teacher_run(study, key, pretrained_weights), teacher_label(study.settings, key),
+                     study.teacher_loader, study.val_loader, study.recipe(epochs, lr), runtime=study.runtime)
 
 
 def _kd_params(settings: Mapping) -> dict:
     return dict(model="food_student", T=settings["T"], alpha=settings["alpha"])
 
 
+def _student(study: Study, seed: int, model: Optional[nn.Module] = None) -> nn.Module:
+    """``model`` for the study's first seed (the notebook's own student), else a fresh student
+    initialised from ``seed``."""
+    return model if model is not None and seed == study.seeds[0] else build_model(
+        "food_student", study.num_classes, seed=seed)
+
+
 def train_students(study: Study, student: nn.Module, teachers: Mapping[str, nn.Module]) -> dict:
-    """Train ``student`` from scratch (cross-entropy), then one fresh student distilled from each
+    """Train the student from scratch (cross-entropy), then one fresh student distilled from each
     teacher (``student_kd_scratch``, ``student_kd_pretrained``; a missing teacher gives a
-    ``skipped`` record). Returns the trained students by run name."""
-    train_plain_student(study, student)
-    students = {"student": student}
+    ``skipped`` record), each once per seed of :attr:`Study.seeds` (``student`` is the first
+    seed's plain student). Returns the first seed's trained students by run name."""
+    students = {}
+    for seed in study.seeds:
+        model = _student(study, seed, student)
+        train_plain_student(study, model, seed)
+        students.setdefault("student", model)
     for key in ("scratch", "pretrained"):
-        model, _ = train_kd_student(study, key, teachers)
-        if model is not None:
-            students[f"student_kd_{key}"] = model
+        for seed in study.seeds:
+            model, _ = train_kd_student(study, key, teachers, seed)
+            if model is not None:
+                students.setdefault(f"student_kd_{key}", model)
     return students
 
 
-def train_plain_student(study: Study, student: nn.Module) -> dict:
-    """Train ``student`` from scratch with cross-entropy (run ``student``); its record."""
-    return train_run(student, study.run("student", model="food_student", teacher="none"), "student (scratch, CE)",
-                     study.train_loader, study.val_loader, study.recipe("student_epochs", "lr"),
-                     runtime=study.runtime)
+def train_plain_student(study: Study, student: nn.Module, seed: Optional[int] = None) -> dict:
+    """Train ``student`` from scratch with cross-entropy (run ``student`` of ``seed``, default the
+    first of the study's seeds); its record."""
+    seed = study.seeds[0] if seed is None else seed
+    return train_run(student, study.run(seeded_name("student", seed), model="food_student", teacher="none"),
+                     "student (scratch, CE)", study.train_loader, study.val_loader,
+                     study.recipe("student_epochs", "lr"), runtime=study.runtime_of(seed))
 
 
-def train_kd_student(study: Study, key: str, teachers: Mapping[str, nn.Module]) -> Tuple[Optional[nn.Module], dict]:
-    """A fresh student distilled from the teacher ``key`` (run ``student_kd_<key>``) and its
-    record; ``(None, a skipped record)`` when that teacher is not among ``teachers``."""
-    run = study.run(f"student_kd_{key}", teacher=f"teacher_{key}", **_kd_params(study.settings))
+def train_kd_student(study: Study, key: str, teachers: Mapping[str, nn.Module],
+                     seed: Optional[int] = None) -> Tuple[Optional[nn.Module], dict]:
+    """A fresh student (initialised from ``seed``) distilled from the teacher ``key`` (run
+    ``student_kd_<key>`` of ``seed``) with the teacher's logits shared by every seed
+    (:meth:`Study.teacher_logits`); the model and its record, ``(None, a skipped record)`` when
+    that teacher is not among ``teachers``."""
+    seed = study.seeds[0] if seed is None else seed
+    run = study.run(seeded_name(f"student_kd_{key}", seed), teacher=f"teacher_{key}", **_kd_params(study.settings))
     label = f"student KD <- teacher ({key})"
     if key not in teachers:
         return None, skipped_record(run, f"teacher_{key} not available", label=label)
-    model = build_model("food_student", study.num_classes, seed=study.seed)
+    model = build_model("food_student", study.num_classes, seed=seed)
+    objective = kd_objective(study.settings, study.teacher_logits(teachers[key], study.train_loader))
     rec = train_run(model, run, label, study.train_loader, study.val_loader, study.recipe("student_epochs", "lr"),
-                    kd_objective(study.settings, teachers[key]), study.runtime)
+                    objective, study.runtime_of(seed))
     return model, rec
+
+
+def seed_records(records: Mapping[str, Mapping], name: str, finished: bool = True) -> list:
+    """The records of run ``name`` over its seeds (``name``, ``name_seed1``, ...), lowest seed
+    first; only finished ones unless ``finished`` is False."""
+    runs = [r for run, r in records.items() if r and base_name(run) == name and (R.is_finished(r) or not finished)]
+    return sorted(runs, key=lambda r: int(r["run"].rpartition("_seed")[2]) if r["run"] != name else -1)
+
+
+def mean_top1(records: Mapping[str, Mapping], name: str) -> float:
+    """Mean final validation top-1 of run ``name`` over its finished seeds (NaN for none)."""
+    return mean_std(_top1(r) for r in seed_records(records, name))[0]
 
 
 def best_teacher(teachers: Mapping[str, nn.Module], profile: str) -> str:
@@ -612,28 +742,41 @@ def best_teacher(teachers: Mapping[str, nn.Module], profile: str) -> str:
 
 
 def train_semi_supervised(study: Study, teacher_key: str, teacher: nn.Module) -> Tuple[nn.Module, dict]:
-    """KD from ``teacher`` on the labeled images plus the unlabeled ones it labels with confidence
-    ``>= pseudo_threshold`` (run ``student_kd_semi``). Returns the student and the pseudo-label
-    summary of :func:`add_pseudo_labels` (also kept in the record as ``pseudo_labels``)."""
-    model, pseudo, _ = _train_semi(study, teacher_key, teacher)
-    return model, pseudo
+    """KD from ``teacher`` on the students' labeled images plus the unlabeled ones it labels with
+    confidence ``>= pseudo_threshold`` (run ``student_kd_semi``, once per seed of
+    :attr:`Study.seeds`). Returns the first seed's student and the pseudo-label summary of
+    :func:`add_pseudo_labels` (also kept in every record as ``pseudo_labels``)."""
+    semi = semi_supervised_set(study, teacher)
+    model = None
+    for seed in study.seeds:
+        trained, _ = _train_semi(study, teacher_key, teacher, seed, semi)
+        model = trained if model is None else model
+    return model, semi[2]
 
 
-def _train_semi(study: Study, teacher_key: str, teacher: nn.Module) -> Tuple[nn.Module, dict, dict]:
-    """:func:`train_semi_supervised`, with the run's record as a third value."""
+def semi_supervised_set(study: Study, teacher: nn.Module) -> tuple:
+    """``(training set, its loader, pseudo-label summary)``: the students' labeled images plus the
+    unlabeled images ``teacher`` labels with confidence ``>= pseudo_threshold``."""
     s, splits = study.settings, study.splits
     logits = predict_logits(teacher, eval_loader(splits.unlabeled, s["crop"], device=study.device),
                             device=study.device)
     logits = DP.from_writer(logits)  # several processes pick the same pseudo-labels (rank 0's)
     semi_set, pseudo = add_pseudo_labels(splits.labeled, splits.unlabeled, logits, s["pseudo_threshold"])
-    loader = training_loader(semi_set, s["batch_size"], s["crop"], device=study.device)
-    model = build_model("food_student", study.num_classes, seed=study.seed)
-    run = study.run("student_kd_semi", teacher=f"teacher_{teacher_key}", n_train=len(semi_set),
+    return semi_set, training_loader(semi_set, s["batch_size"], s["crop"], device=study.device), pseudo
+
+
+def _train_semi(study: Study, teacher_key: str, teacher: nn.Module, seed: int,
+                semi: Optional[tuple] = None) -> Tuple[nn.Module, dict]:
+    """The semi-supervised student of ``seed`` (on ``semi``, :func:`semi_supervised_set`) and its record."""
+    s = study.settings
+    semi_set, loader, pseudo = semi or semi_supervised_set(study, teacher)
+    model = build_model("food_student", study.num_classes, seed=seed)
+    run = study.run(seeded_name("student_kd_semi", seed), teacher=f"teacher_{teacher_key}", n_train=len(semi_set),
                     pseudo_threshold=s["pseudo_threshold"], n_pseudo=pseudo["n_pseudo"], **_kd_params(s))
     rec = train_run(model, run, "student KD + pseudo-labels", loader, study.val_loader,
-                    study.recipe("student_epochs", "lr"), kd_objective(s, teacher), study.runtime,
-                    extra={"pseudo_labels": pseudo})
-    return model, pseudo, rec
+                    study.recipe("student_epochs", "lr"), kd_objective(s, study.teacher_logits(teacher, loader)),
+                    study.runtime_of(seed), extra={"pseudo_labels": pseudo})
+    return model, rec
 
 
 def describe_pseudo_labels(teacher_key: str, pseudo: Mapping) -> str:
@@ -646,8 +789,8 @@ def describe_pseudo_labels(teacher_key: str, pseudo: Mapping) -> str:
 
 
 def train_comparison(study: Study, kinds: Sequence[str] = ("conv", "dwsep", "group")) -> list:
-    """Train one ``<kind>_net`` per block kind, each at the width that gives about
-    ``compare_params`` parameters (``match_width``). Returns their records."""
+    """Train one ``<kind>_net`` per block kind on the students' labeled images, each at the width
+    that gives about ``compare_params`` parameters (``match_width``). Returns their records."""
     s, records = study.settings, []
     for kind in kinds:
         width = match_width(kind, s["compare_params"], study.num_classes)
@@ -665,24 +808,38 @@ def records_by_run(profile: str) -> dict:
 
 def final_student_name(students: Iterable[str], records: Mapping[str, Mapping]) -> str:
     """The trained student (``students``: their run names, or a dict by run name) with the best
-    final validation top-1 (the one compressed next)."""
-    return max((n for n in STUDENT_RUNS if n in students), key=lambda n: records[n]["last"]["test_top1"])
+    mean final validation top-1 over its seeds (the one compressed next: its first seed)."""
+    return max((n for n in STUDENT_RUNS if n in students), key=lambda n: mean_top1(records, n))
 
 
 # --------------------------------------------------------------------------- the notebook's runs, one by one
 #: One recipe for every model (AdamW + cosine schedule); the profiles differ in size and epochs.
 RECIPE = dict(optimizer="adamw", weight_decay=0.05, teacher_lr=2e-3, finetune_lr=5e-4, lr=5e-3, prune_lr=1e-3,
               T=4.0, alpha=0.5, compare_params=250_000)
-#: The notebook's settings per profile.
+#: The notebook's settings per profile. ``teacher_arch``: the teacher trained from scratch; the
+#: assignment's is ResNet-18, which trains at about 35 images/s at 64 px on a 2-core CPU in
+#: float32, so the quick profile stands in ``conv_net`` (section 6's plain-convolution net,
+#: ~250k parameters, about 10x cheaper per image) trained for twice the students' epochs.
+#: ``student_labeled_per_class``: the quick students learn from 50 labeled images per class
+#: while the teacher trains on all of them (150 per class in the food10 sample), so the
+#: teacher knows more than a student can learn from its labels alone (on images held out of
+#: the labeled training set, the stand-in teacher led the student without KD by about 16
+#: points). ``seeds``: every student run is trained once per seed (initial weights); tables
+#: show mean and standard deviation over them. ``eval_every``: validation every k epochs (and
+#: after the last); quick's 3 saves about a second per skipped evaluation on a CPU.
 SETTINGS = {
     "smoke": dict(RECIPE, size=40, crop=32, batch_size=16, unlabeled_max=None, teacher_epochs=1, finetune_epochs=1,
-                  student_epochs=1, compare_epochs=1, prune_steps=2, pseudo_threshold=0.0, try_pretrained=False),
-    "quick": dict(RECIPE, size=72, crop=64, batch_size=32, unlabeled_max=1000, teacher_epochs=15, finetune_epochs=5,
-                  student_epochs=15, compare_epochs=10, prune_steps=3, pseudo_threshold=0.5, try_pretrained=True),
+                  student_epochs=1, compare_epochs=1, prune_steps=2, pseudo_threshold=0.0, try_pretrained=False,
+                  teacher_arch=TEACHER_ARCH, student_labeled_per_class=None, seeds=(0,), eval_every=1),
+    "quick": dict(RECIPE, size=72, crop=64, batch_size=32, unlabeled_max=1000, teacher_epochs=30, finetune_epochs=5,
+                  student_epochs=15, compare_epochs=10, prune_steps=3, pseudo_threshold=0.5, try_pretrained=True,
+                  teacher_arch="conv_net", student_labeled_per_class=50, seeds=(0, 1, 2), eval_every=3),
     "full": dict(RECIPE, size=142, crop=128, batch_size=64, unlabeled_max=None, teacher_epochs=40, finetune_epochs=15,
-                 student_epochs=80, compare_epochs=40, prune_steps=5, pseudo_threshold=0.9, try_pretrained=True),
+                 student_epochs=80, compare_epochs=40, prune_steps=5, pseudo_threshold=0.9, try_pretrained=True,
+                 teacher_arch=TEACHER_ARCH, student_labeled_per_class=None, seeds=(0,), eval_every=1),
 }
-#: The training runs of the notebook, by record name (its compression steps train no run of their own).
+#: The training runs of the notebook, by record name (its compression steps train no run of
+#: their own); a student run of another seed is ``<run>_seed<s>``.
 TRAINING_RUNS = KD_RUNS + ("conv_net", "dwsep_net", "group_net")
 
 
@@ -695,14 +852,17 @@ def resolve_setup(profile: Optional[str], data_root: Optional[str], image_size: 
     overrides = dict(size=image_size, crop=crop, T=T, alpha=alpha, pseudo_threshold=pseudo_threshold)
     if epochs is not None:
         overrides.update(teacher_epochs=epochs, finetune_epochs=epochs, student_epochs=epochs, compare_epochs=epochs)
-    return resolve(profile, data_root, SETTINGS, overrides, rehearse=rehearse)
+    setup = resolve(profile, data_root, SETTINGS, overrides, rehearse=rehearse)
+    setup.settings["seeds"] = check_seeds(setup["seeds"], "part 5 seeds")
+    return setup
 
 
 def study_for(setup: Setup, food_dir: str = "", force: bool = False) -> Study:
     """The notebook's :class:`Study`: the food-11 tree of ``setup`` (or ``food_dir``), loaded
-    at the profile's size."""
+    at the profile's size, the students' labeled images cut to ``student_labeled_per_class``
+    (:func:`student_labels`)."""
     splits = load_food_splits(food_root(setup, food_dir), setup["size"], unlabeled_max=setup["unlabeled_max"])
-    return Study(setup, splits, force=force)
+    return Study(setup, student_labels(splits, setup["student_labeled_per_class"]), force=force)
 
 
 def finished_teachers(study: Study, keys: Sequence[str] = ("scratch", "pretrained")) -> dict:
@@ -718,27 +878,39 @@ def finished_teachers(study: Study, keys: Sequence[str] = ("scratch", "pretraine
         if not (R.is_finished(rec) and run.checkpoint_path.exists()):
             raise FileNotFoundError(f"part5 run {run.name} ({run.profile}) has not finished yet: train it first "
                                     f"(python -m kdutils.tools.launch part5 {run.name}, or the notebook)")
-        model = build_model("resnet18_food", study.num_classes, weights=None, seed=study.seed)
+        model = build_teacher(study, key)
         train_teacher(study, key, model, rec["params"].get("weights", "") if key == "pretrained" else "")
         teachers[key] = model  # fit reused the finished run: its weights are loaded
     return teachers
 
 
 def check_training_run(run: str) -> None:
-    """Raise ``ValueError`` naming the training runs unless ``run`` is one of them."""
-    if run not in TRAINING_RUNS:
+    """Raise ``ValueError`` naming the training runs unless ``run`` is one of them (a student run
+    may carry a seed suffix, ``student_seed1``)."""
+    base = base_name(run)
+    if base not in TRAINING_RUNS or (base != run and base not in STUDENT_RUNS):
         raise ValueError(f"part5 has no training run {run!r}: launch one of {', '.join(TRAINING_RUNS)} "
-                         "(quantization and pruning are not training runs: they run in the notebook)")
+                         "(a student of another seed: <run>_seed<s>; quantization and pruning are not training "
+                         "runs: they run in the notebook)")
+
+
+def _seed_of_run(study: Study, run: str) -> int:
+    """The seed of the student run ``run`` (no suffix: the first seed); ``ValueError`` when the
+    profile does not train that seed."""
+    seed = int(run.rpartition("_seed")[2]) if base_name(run) != run else study.seeds[0]
+    if seed not in study.seeds:
+        raise ValueError(f"part5 run {run!r}: the {study.setup.profile} profile trains its students with seeds "
+                         f"{list(study.seeds)}, not {seed}")
+    return seed
 
 
 def train_named(study: Study, run: str, pretrained_weights: str = "") -> dict:
-    """Train the notebook's training run ``run`` (one of :data:`TRAINING_RUNS`) alone, as the
-    notebook would: the same model, seed, recipe and record; its record. A student's teachers
-    must have finished (:func:`finished_teachers`)."""
+    """Train the notebook's training run ``run`` (one of :data:`TRAINING_RUNS`, a student with
+    its seed suffix) alone, as the notebook would: the same model, seed, recipe and record;
+    its record. A student's teachers must have finished (:func:`finished_teachers`)."""
     check_training_run(run)
     if run == "teacher_scratch":
-        return train_teacher(study, "scratch", build_model("resnet18_food", study.num_classes, weights=None,
-                                                           seed=study.seed))
+        return train_teacher(study, "scratch", build_teacher(study))
     if run == "teacher_pretrained":
         if not DP.is_writer():  # several processes: rank 0 fetches the ImageNet weights, then the others
             DP.barrier()
@@ -751,15 +923,15 @@ def train_named(study: Study, run: str, pretrained_weights: str = "") -> dict:
         return train_teacher(study, "pretrained", model, pretrained_weights)
     if run.endswith("_net"):
         return train_comparison(study, (run[:-len("_net")],))[0]
-    if run == "student":
-        return train_plain_student(study, build_model("food_student", study.num_classes, seed=study.seed))
-    if run == "student_kd_semi":
+    seed, base = _seed_of_run(study, run), base_name(run)
+    if base == "student":
+        return train_plain_student(study, build_model("food_student", study.num_classes, seed=seed), seed)
+    if base == "student_kd_semi":
         teachers = finished_teachers(study)
         key = best_teacher(teachers, study.setup.profile)
-        return _train_semi(study, key, teachers[key])[2]
-    key = run[len("student_kd_"):]
-    return train_kd_student(study, key, finished_teachers(study, (key,)))[1]
-
+        return _train_semi(study, key, teachers[key], seed)[1]
+    key = base[len("student_kd_"):]
+    return train_kd_student(study, key, finished_teachers(study, (key,)), seed)[1]
 
 # --------------------------------------------------------------------------- the notebook's steps: compression
 def storage_path(folder, source: str, method: str) -> Path:
@@ -842,25 +1014,50 @@ def pruning_records(study: Study, source: str, model: nn.Module, rates: Sequence
 
 
 # --------------------------------------------------------------------------- the notebook's tables and figures
+def teacher_storage_records(study: Study, key: str, teacher: nn.Module) -> list:
+    """:func:`storage_records` of the teacher ``key`` as float32 and 8-bit files (the "before" of
+    the before/after table), rebuilt as its own architecture (:func:`teacher_arch`)."""
+    arch = teacher_arch(study.settings, key)
+    return storage_records(study, f"teacher_{key}", teacher, arch, ("float32", "minmax8"),
+                           **(dict(weights=None) if arch == TEACHER_ARCH else {}))
+
+
+def _seed_columns(records: Mapping[str, Mapping], name: str) -> dict:
+    """The KD table's columns over the seeds of run ``name``: mean, std and count of the final
+    validation top-1, the values per seed, the mean best-epoch top-1 and the mean seconds."""
+    runs = seed_records(records, name)
+    mean, std, n = mean_std(_top1(r) for r in runs)
+    return {"val top-1 %": mean, "± std": std, "seeds": n,
+            "per seed": ", ".join(f"{_top1(r):.1f}" for r in runs),
+            "best epoch top-1 %": mean_std(R.get_field(r, "best.test_top1") for r in runs)[0],
+            "train s": mean_std(r.get("train_seconds") for r in runs)[0]}
+
+
 def kd_table(records: Mapping[str, Mapping]):
-    """Teachers and students (rows in :data:`KD_RUNS` order): model, parameters, teacher, T,
-    alpha, training images, final and best validation top-1, time, status."""
+    """Teachers and students (rows in :data:`KD_RUNS` order, a student's seeds in one row): model,
+    parameters, teacher, T, alpha, training images, final validation top-1 as the mean over
+    the seeds with its standard deviation, their number and the value of each, the mean
+    best-epoch top-1, mean training seconds per run, status (of the first seed) and note."""
     table = R.records_table([records[n] for n in KD_RUNS], {
         "run": "run", "model": "label", "params": "n_params", "teacher": "params.teacher", "T": "params.T",
-        "alpha": "params.alpha", "train images": "params.n_train", "val top-1 %": "last.test_top1",
-        "best epoch top-1 %": "best.test_top1", "train s": "train_seconds", "status": "status", "note": "note",
+        "alpha": "params.alpha", "train images": "params.n_train", "status": "status", "note": "note",
     }, index="run")
-    table[["params", "train images"]] = table[["params", "train images"]].astype("Int64")
+    folded = [_seed_columns(records, n) for n in table.index]
+    for i, column in enumerate(folded[0]):
+        table.insert(6 + i, column, [row[column] for row in folded])
+    table[["params", "train images", "seeds"]] = table[["params", "train images", "seeds"]].astype("Int64")
     return table
 
 
 def plot_kd_curves(records: Mapping[str, Mapping]):
-    """Validation top-1 per epoch of the finished runs of the KD table."""
+    """Validation top-1 per epoch of the finished runs of the KD table (a student's curve: the
+    mean over its seeds, :func:`kdutils.core.report_spec.fold_seeds`)."""
     from kdutils.core.plots import plot_curves
 
-    trained = [records[n] for n in KD_RUNS if R.is_finished(records[n])]
+    trained = [row for n in KD_RUNS for row in S.fold_seeds(seed_records(records, n))]
+    labels = [r["label"] + (f" (mean of {len(r['seed_runs'])} seeds)" if r.get("seed_runs") else "") for r in trained]
     return plot_curves(trained, ("test_top1",), "validation top-1 (%)", "Teachers and students on food-11",
-                       labels=[r["label"] for r in trained])
+                       labels=labels)
 
 
 def quant_table(quant: Sequence[Mapping]):
@@ -1054,21 +1251,48 @@ def _finished(by_run: Mapping[str, Mapping], names: Iterable[str]) -> list:
 def _setting_sentence(by_run: Mapping[str, Mapping], num_classes: Optional[int]) -> str:
     student, teacher = by_run["student"], by_run.get("teacher_scratch")
     classes = f", {num_classes} classes" if num_classes else ""
-    epochs = f"teacher {teacher.get('epochs')} epochs, " if R.is_finished(teacher) else ""
-    return (f"Profile {student['profile']} on {student.get('device', 'an unrecorded device')}: "
-            f"{student['params']['n_train']} labeled images{classes}, {student['params']['crop']}px crops; "
-            f"{epochs}students {student.get('epochs')} epochs.")
+    seeds = len(seed_records(by_run, "student"))
+    students = f"students {student.get('epochs')} epochs" + (f", {seeds} seeds each" if seeds > 1 else "")
+    if not R.is_finished(teacher):
+        return (f"Profile {student['profile']} on {student.get('device', 'an unrecorded device')}: "
+                f"{student['params']['n_train']} labeled images{classes}, {student['params']['crop']}px crops; "
+                f"{students}.")
+    n_teacher, n_student = teacher["params"]["n_train"], student["params"]["n_train"]
+    images = (f"{n_student} labeled images{classes}" if n_teacher == n_student else
+              f"the teacher {n_teacher} labeled images, the students {n_student}{classes}")
+    return (f"Profile {student['profile']} on {student.get('device', 'an unrecorded device')}: {images}, "
+            f"{student['params']['crop']}px crops; teacher {teacher.get('epochs')} epochs, {students}.")
+
+
+def _against_student(by_run: Mapping[str, Mapping], name: str, who: str, n_test: Optional[int]) -> Tuple[str, Step]:
+    """``name``'s mean final top-1 over its seeds against the student trained without KD, judged
+    against the larger of the seed spread (:func:`kdutils.core.seeds.difference`, both sides
+    with two or more seeds) and the test-set noise band near the two means."""
+    values = [_top1(r) for r in seed_records(by_run, name)]
+    base = [_top1(r) for r in seed_records(by_run, "student")]
+    diff = difference(values, base)
+    base_mean = sum(base) / len(base)
+    noise = noise_band(base_mean + diff.delta / 2, n_test)
+    band = max(filter(None, (diff.spread, noise)), default=None)
+    sides = f"top-1 {describe(values, 1)} vs {describe(base, 1)} for the student"
+    if diff.known:
+        judged = (f"{verdict_words(diff.delta, band)}: the larger of the seed spread ±{diff.spread:.2f} "
+                  "and the noise band")
+    else:
+        judged = verdict_words(diff.delta, band)
+    return f"{who}: {sides} without KD ({diff.delta:+.1f} points, {judged}).", Step(who, diff.delta, band)
 
 
 def _kd_sentences(by_run: Mapping[str, Mapping], n_test: Optional[int]) -> list:
-    """Each distilled student against the student trained from scratch, judged against the noise band."""
-    base, out, steps = _top1(by_run["student"]), [], []
+    """The teacher, then each distilled student, against the student trained without KD (means
+    over seeds, judged against the larger of the seed spread and the noise band)."""
+    out, steps = [], []
+    for run in _finished(by_run, ("teacher_scratch", "teacher_pretrained")):
+        out.append(_against_student(by_run, run, by_run[run]["label"], n_test)[0])
     for run in _finished(by_run, ("student_kd_scratch", "student_kd_pretrained", "student_kd_semi")):
-        rec = by_run[run]
-        delta, noise = _top1(rec) - base, noise_band((_top1(rec) + base) / 2, n_test)
-        out.append(f"{rec['label']}: {_top1(rec):.1f}% vs {base:.1f}% from scratch "
-                   f"({delta:+.1f} points, {verdict_words(delta, noise)}).")
-        steps.append(Step(rec["label"], delta, noise))
+        sentence, step = _against_student(by_run, run, by_run[run]["label"], n_test)
+        out.append(sentence)
+        steps.append(step)
     return out + tally(steps, what="KD variant")
 
 
@@ -1153,10 +1377,11 @@ def findings(records: Iterable[Optional[Mapping]], n_test: Optional[int] = None,
 
     The setting; how far apart two accuracies must be on ``n_test`` validation images
     (default: the ``n_val`` the records store) to be told apart
-    (:func:`kdutils.core.findings.band_sentence`); each KD student against the student from
-    scratch; the teacher against the final student after 8-bit quantization; each storage
-    format against float32; each pruning rate; the three block kinds. Every difference is
-    judged against the noise band.
+    (:func:`kdutils.core.findings.band_sentence`); each teacher and each KD student against
+    the student without KD (means over seeds, judged against the larger of the seed spread
+    and the noise band); the teacher against the final student after 8-bit quantization;
+    each storage format against float32; each pruning rate; the three block kinds. Every
+    other difference is judged against the noise band.
     """
     recs = [r for r in (records.values() if isinstance(records, Mapping) else records) if r]
     by_run = {r["run"]: r for r in recs}
@@ -1178,6 +1403,7 @@ __all__ = [
     "food_root",
     "FoodSplits",
     "load_food_splits",
+    "student_labels",
     "training_loader",
     "eval_loader",
     "select_confident",
@@ -1197,7 +1423,11 @@ __all__ = [
     "Study",
     "KD_RUNS",
     "STUDENT_RUNS",
+    "TEACHER_ARCH",
     "kd_objective",
+    "teacher_arch",
+    "teacher_label",
+    "build_teacher",
     "train_teachers",
     "train_students",
     "teacher_run",
@@ -1211,14 +1441,18 @@ __all__ = [
     "finished_teachers",
     "check_training_run",
     "train_named",
+    "seed_records",
+    "mean_top1",
     "best_teacher",
     "train_semi_supervised",
+    "semi_supervised_set",
     "describe_pseudo_labels",
     "train_comparison",
     "records_by_run",
     "final_student_name",
     "storage_path",
     "storage_records",
+    "teacher_storage_records",
     "pruning_records",
     "kd_table",
     "plot_kd_curves",

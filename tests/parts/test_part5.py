@@ -57,6 +57,24 @@ def test_splits_subsample_deterministically(food_tree):
     assert a.unlabeled.files == b.unlabeled.files
 
 
+def test_student_labels_cut_the_students_set_and_keep_the_teachers(splits):
+    cut = F.student_labels(splits, 2, seed=0)
+    assert cut.teacher_labeled is splits.labeled and cut.teacher_set is splits.labeled
+    assert torch.bincount(cut.labeled.labels, minlength=11).tolist() == [2] * 11
+    assert set(cut.labeled.files) <= set(splits.labeled.files)
+    assert cut.labeled.files == splits.labeled.per_class(2, 0).files  # the same draw as ImageSet.per_class
+    assert cut.unlabeled is splits.unlabeled  # the left-out labeled images join no student's set
+    counts = cut.counts()
+    assert counts.loc["labeled (teacher)", "images"] == 44 and counts.loc["labeled (students)", "images"] == 22
+    assert "labeled" in splits.counts().index and splits.teacher_set is splits.labeled
+    assert F.student_labels(splits, None) is splits and F.student_labels(splits, 4) is splits  # nothing to cut
+    for bad in (0, 2.5, True):
+        with pytest.raises(ValueError, match="student_labeled_per_class"):
+            F.student_labels(splits, bad)
+    with pytest.raises(ValueError, match="already"):
+        F.student_labels(cut, 1)
+
+
 def test_validation_with_other_classes_is_rejected(tmp_path):
     root = D.make_food11_tree(tmp_path / "food", num_classes=3, per_class=2, n_unlabeled=2, n_val_per_class=1,
                               n_test=2)
@@ -392,6 +410,77 @@ def test_students_semi_supervised_kd_table_and_curves(study):
     assert F.final_student_name(students, records) == best
 
 
+def test_students_over_seeds_on_fewer_labels_than_the_teacher(splits):
+    """The quick design on the tiny tree: a stand-in teacher (conv_net) trained on every labeled
+    image, students on 2 per class, each student run once per seed with one shared table of the
+    teacher's logits per training set; the KD table folds the seeds into one row."""
+    study = F.Study(_settings(teacher_arch="conv_net", seeds=(0, 1)), F.student_labels(splits, 2), device="cpu",
+                    log="off")
+    assert study.seeds == (0, 1) and (study.teacher_loader.num_samples, study.train_loader.num_samples) == (44, 22)
+    teacher = F.build_teacher(study)
+    assert type(teacher).__name__ == "ComparisonNet" and F.teacher_arch(study.settings, "pretrained") == F.TEACHER_ARCH
+    teachers, _ = F.train_teachers(study, teacher)
+    rec = R.load_record(F.PART, "teacher_scratch", "smoke")
+    assert rec["label"] == "teacher conv_net (scratch, stand-in for ResNet-18)"
+    assert rec["params"]["n_train"] == 44 and rec["params"]["model"] == "conv_net"
+    students = F.train_students(study, build_model("food_student", 11), teachers)
+    semi, pseudo = F.train_semi_supervised(study, "scratch", teachers["scratch"])
+    records = F.records_by_run("smoke")
+    for name in ("student", "student_kd_scratch", "student_kd_semi"):
+        runs = F.seed_records(records, name)
+        assert [r["run"] for r in runs] == [name, f"{name}_seed1"] and [r["seed"] for r in runs] == [0, 1]
+    assert records["student_seed1"]["params"]["n_train"] == 22 and records["student_kd_semi_seed1"]["params"][
+        "n_train"] == 22 + pseudo["n_pseudo"]
+    assert [r["run"] for r in F.seed_records(records, "student_kd_pretrained", finished=False)] == [
+        "student_kd_pretrained", "student_kd_pretrained_seed1"]  # skipped, once per seed
+    assert len(study._logit_tables) == 2  # one per training set (labeled, semi), shared by both seeds
+    assert set(students) == {"student", "student_kd_scratch"} and semi is not students["student"]
+    table = F.kd_table(records)
+    row = table.loc["student_kd_scratch"]
+    values = [records[n]["last"]["test_top1"] for n in ("student_kd_scratch", "student_kd_scratch_seed1")]
+    assert row["seeds"] == 2 and row["val top-1 %"] == pytest.approx(sum(values) / 2)
+    assert row["per seed"] == ", ".join(f"{v:.1f}" for v in values) and row["train images"] == 22
+    assert table.loc["teacher_scratch", "seeds"] == 1 and pd.isna(table.loc["teacher_scratch", "± std"])
+    labels = [line.get_label() for line in F.plot_kd_curves(records).axes[0].lines]
+    assert labels[:2] == ["teacher conv_net (scratch, stand-in for ResNet-18)",
+                          "student (scratch, CE) (mean of 2 seeds)"]
+    quant = F.teacher_storage_records(study, "scratch", teachers["scratch"])
+    assert [r["method"] for r in quant] == ["float32", "minmax8"] and quant[1]["val_top1"] is not None
+    for run in ("student_seed1", "student_kd_scratch_seed1", "student_kd_semi_seed1"):  # what launch trains
+        again = F.train_named(study, run)
+        assert again["train_seconds"] == records[run]["train_seconds"], run  # the finished run, reused
+
+
+def test_kd_objective_reads_cached_logits_or_runs_the_teacher(study, splits):
+    from kdutils.distill.teachers import CachedLogits, LiveTeacher
+
+    teacher = build_model("food_student", 11)
+    live = F.kd_objective(study.settings, teacher)
+    cached = F.kd_objective(study.settings, study.teacher_logits(teacher, study.train_loader))
+    assert isinstance(live.teacher, LiveTeacher) and isinstance(cached.teacher, CachedLogits)
+    assert study.teacher_logits(teacher, study.train_loader) is cached.teacher.table  # one table per loader
+    assert (live.alpha, live.tau) == (cached.alpha, cached.tau) == (0.5, 4.0)
+
+
+def test_launch_names_student_runs_of_other_seeds(study):
+    F.check_training_run("student_kd_semi_seed2")
+    for bad in ("teacher_scratch_seed1", "conv_net_seed1", "quant-student", "student_seed"):
+        with pytest.raises(ValueError, match="has no training run"):
+            F.check_training_run(bad)
+    with pytest.raises(ValueError, match=r"seeds \[0\], not 3"):
+        F.train_named(study, "student_seed3")
+
+
+def test_quick_students_get_fewer_labels_than_the_teacher_and_full_keeps_the_assignment():
+    quick, full = F.SETTINGS["quick"], F.SETTINGS["full"]
+    assert quick["teacher_arch"] != F.TEACHER_ARCH and quick["teacher_epochs"] > quick["student_epochs"]
+    assert quick["student_labeled_per_class"] < 150 and len(quick["seeds"]) >= 3
+    assert (full["teacher_arch"], full["student_labeled_per_class"], full["seeds"]) == (F.TEACHER_ARCH, None, (0,))
+    assert (full["size"], full["crop"], full["teacher_epochs"], full["student_epochs"]) == (142, 128, 40, 80)
+    setup = F.resolve_setup("quick", "/nonexistent")
+    assert setup["seeds"] == (0, 1, 2)
+
+
 def test_train_comparison_matches_parameter_counts(study):
     compare = F.train_comparison(study)
     assert [r["run"] for r in compare] == ["conv_net", "dwsep_net", "group_net"]
@@ -553,20 +642,55 @@ def test_findings_judge_every_difference_against_the_noise_band():
     assert lines[0] == ("Profile quick on cpu: 1500 labeled images, 10 classes, 64px crops; teacher 15 epochs, "
                         "students 3 epochs.")
     assert lines[1].startswith("With 500 test images, two accuracies near 40.0% must differ by more than")
+    assert lines[2].startswith("teacher ResNet-18 (scratch): top-1 60.0 (1 seed) vs 40.0 (1 seed) for the student "
+                               "without KD (+20.0 points, a gain beyond")
     noise = noise_band((41.0 + 40.0) / 2, 500)
-    assert lines[2] == ("student KD <- teacher (scratch): 41.0% vs 40.0% from scratch "
-                        f"(+1.0 points, inside the ±{noise:.2f}-point noise band).")
-    assert lines[3].startswith("student KD + pseudo-labels: 50.0% vs 40.0% from scratch (+10.0 points, a gain beyond")
-    assert lines[4] == "The largest gain beyond noise came from **student KD + pseudo-labels** (+10.00 points)."
-    assert lines[5].startswith("Teacher teacher_scratch (float32): 4.0 MiB, 60.0%; final student "
+    assert lines[3] == ("student KD <- teacher (scratch): top-1 41.0 (1 seed) vs 40.0 (1 seed) for the student "
+                        f"without KD (+1.0 points, inside the ±{noise:.2f}-point noise band).")
+    assert lines[4].startswith("student KD + pseudo-labels: top-1 50.0 (1 seed) vs 40.0 (1 seed) for the student "
+                               "without KD (+10.0 points, a gain beyond")
+    assert lines[5] == "The largest gain beyond noise came from **student KD + pseudo-labels** (+10.00 points)."
+    assert lines[6].startswith("Teacher teacher_scratch (float32): 4.0 MiB, 60.0%; final student "
                                "student_kd_semi (minmax8): 100 KiB (41x smaller), 49.0% (-11.0 points, a loss beyond")
-    assert lines[6].startswith("float16: 2.00x smaller than float32, +0.0 points (inside")
-    assert lines[7].startswith("minmax8: 4.00x smaller than float32, -1.0 points (inside")
-    assert lines[8].startswith("Pruning 0.2/step: sparsity 49% after 3 steps, 50.0% -> 49.5% (inside")
-    assert lines[9].startswith("Pruning 0.4/step: sparsity 78% after 3 steps, 50.0% -> 30.0% (a loss beyond")
-    assert lines[10].startswith("At matched size (249k-251k parameters): conv_net 45.0%, dwsep_net 52.0%, "
+    assert lines[7].startswith("float16: 2.00x smaller than float32, +0.0 points (inside")
+    assert lines[8].startswith("minmax8: 4.00x smaller than float32, -1.0 points (inside")
+    assert lines[9].startswith("Pruning 0.2/step: sparsity 49% after 3 steps, 50.0% -> 49.5% (inside")
+    assert lines[10].startswith("Pruning 0.4/step: sparsity 78% after 3 steps, 50.0% -> 30.0% (a loss beyond")
+    assert lines[11].startswith("At matched size (249k-251k parameters): conv_net 45.0%, dwsep_net 52.0%, "
                                 "group_net 47.0%; best: dwsep_net (dwsep_net is ahead of group_net by 5.00 points")
-    assert len(lines) == 11
+    assert len(lines) == 12
+
+
+def _seeded(run, label, values, n_train=500, **extra):
+    return [{**_trained(run if i == 0 else f"{run}_seed{i}", label, v, **extra),
+             "params": {"n_train": n_train, "crop": 64, "n_val": 500}} for i, v in enumerate(values)]
+
+
+def test_findings_over_seeds_call_a_difference_real_only_beyond_the_seed_spread():
+    """Students over three seeds: a KD row ahead of the student without KD by less than the seed
+    spread is not a gain, one ahead by more is; the teacher (one seed, more labeled images) is
+    judged against the noise band, and the setting names both training sets."""
+    recs = [{**_trained("teacher_scratch", "teacher conv_net (scratch, stand-in for ResNet-18)", 48.0, epochs=30),
+             "params": {"n_train": 1500, "crop": 64, "n_val": 500}}]
+    recs += _seeded("student", "student (scratch, CE)", [30.0, 34.0, 32.0])  # 32 ± 2
+    recs += _seeded("student_kd_scratch", "student KD <- teacher (scratch)", [46.0, 32.0, 37.0])  # +6.3, wide
+    recs += _seeded("student_kd_semi", "student KD + pseudo-labels", [44.0, 45.0, 46.0], n_train=1000)  # +13
+    by_run = {r["run"]: r for r in recs}
+    lines = F.findings(by_run, num_classes=10)
+    assert lines[0] == ("Profile quick on cpu: the teacher 1500 labeled images, the students 500, 10 classes, "
+                        "64px crops; teacher 30 epochs, students 3 epochs, 3 seeds each.")
+    assert lines[2].startswith("teacher conv_net (scratch, stand-in for ResNet-18): top-1 48.0 (1 seed) vs "
+                               "32.0 ± 2.0 (3 seeds) for the student without KD (+16.0 points, a gain beyond")
+    # +6.33 points: beyond the test-set noise band alone (6.04) but inside the seed spread (7.37)
+    assert noise_band(32.0 + 6.33 / 2, 500) < 6.33
+    assert lines[3] == ("student KD <- teacher (scratch): top-1 38.3 ± 7.1 (3 seeds) vs 32.0 ± 2.0 (3 seeds) for the "
+                        "student without KD (+6.3 points, inside the ±7.37-point noise band: the larger of the seed "
+                        "spread ±7.37 and the noise band).")
+    assert "(+13.0 points, a gain beyond" in lines[4] and "seed spread ±2.24" in lines[4]
+    assert lines[5] == "The largest gain beyond noise came from **student KD + pseudo-labels** (+13.00 points)."
+    assert F.mean_top1(by_run, "student_kd_semi") == 45.0
+    assert F.final_student_name(["student", "student_kd_scratch", "student_kd_semi"], by_run) == "student_kd_semi"
+    assert [r["run"] for r in F.seed_records(by_run, "student")] == ["student", "student_seed1", "student_seed2"]
 
 
 def test_findings_accept_records_by_run_and_say_when_nothing_is_there():
