@@ -31,7 +31,8 @@ Runs that can be launched (``--list`` prints them for a profile):
   the notebook makes, not a run;
 - ``part5 <run>``: a training run of ``part5_food11_compression.ipynb``
   (``kdutils.parts.part5.TRAINING_RUNS``: teachers, students, KD and semi-supervised
-  students, the three comparison nets); a student needs its teachers finished. Quantization
+  students, the three comparison nets; a student of the profile's further seeds:
+  ``<run>_seed<s>``); a student needs its teachers finished. Quantization
   and pruning are not launchable (they run in the notebook).
 
 The ``-p`` parameters of parts 1, 2, 4 and 5 are their notebooks' (checked with the
@@ -330,6 +331,7 @@ def _list(part: str, profile: Optional[str] = None, params: Optional[Mapping[str
         from kdutils.parts import part5
 
         print("runs: " + ", ".join(part5.TRAINING_RUNS) + " (a student needs its teachers finished first; "
+              "a student of the profile's further seeds: <run>_seed<s>; "
               "the compression steps, quantization and pruning, are not launchable: they run in the notebook)")
     else:
         from kdutils.parts import part3 as kd
