@@ -53,6 +53,12 @@ def base_name(name: str) -> str:
     return re.sub(r"_seed\d+$", "", name)
 
 
+def seed_of(name: str) -> int:
+    """The seed a run name was trained with: the inverse of :func:`seeded_name` (no suffix: 0)."""
+    m = re.search(r"_seed(\d+)$", name)
+    return int(m.group(1)) if m else 0
+
+
 def group_by_base(records: Iterable[Mapping]) -> dict:
     """Records grouped by :func:`base_name` of their ``run`` (first-seen order)."""
     groups: dict = {}

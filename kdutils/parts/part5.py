@@ -67,7 +67,7 @@ from kdutils.core.counting import count_flops, count_params
 from kdutils.core.loader import GpuLoader
 from kdutils.core.profiles import Setup, resolve, results_dir, runs_dir
 from kdutils.core.recipe import Recipe
-from kdutils.core.seeds import base_name, check_seeds, describe, difference, mean_std, seeded_name
+from kdutils.core.seeds import base_name, check_seeds, describe, difference, mean_std, seed_of, seeded_name
 from kdutils.core.train import Run, Runtime, evaluate, fit, predict_logits
 from kdutils.distill.objectives import KDLoss
 from kdutils.distill.teachers import CachedLogits, LiveTeacher, TeacherLogits
@@ -727,7 +727,7 @@ def seed_records(records: Mapping[str, Mapping], name: str, finished: bool = Tru
     """The records of run ``name`` over its seeds (``name``, ``name_seed1``, ...), lowest seed
     first; only finished ones unless ``finished`` is False."""
     runs = [r for run, r in records.items() if r and base_name(run) == name and (R.is_finished(r) or not finished)]
-    return sorted(runs, key=lambda r: int(r["run"].rpartition("_seed")[2]) if r["run"] != name else -1)
+    return sorted(runs, key=lambda r: seed_of(r["run"]))
 
 
 def mean_top1(records: Mapping[str, Mapping], name: str) -> float:
@@ -897,7 +897,7 @@ def check_training_run(run: str) -> None:
 def _seed_of_run(study: Study, run: str) -> int:
     """The seed of the student run ``run`` (no suffix: the first seed); ``ValueError`` when the
     profile does not train that seed."""
-    seed = int(run.rpartition("_seed")[2]) if base_name(run) != run else study.seeds[0]
+    seed = seed_of(run) if base_name(run) != run else study.seeds[0]
     if seed not in study.seeds:
         raise ValueError(f"part5 run {run!r}: the {study.setup.profile} profile trains its students with seeds "
                          f"{list(study.seeds)}, not {seed}")

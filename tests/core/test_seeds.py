@@ -56,3 +56,8 @@ def test_base_name_undoes_seeded_name_and_groups_runs():
     runs = [{"run": "a"}, {"run": "b_seed1"}, {"run": "a_seed2"}, {"run": "b"}]
     assert {k: [r["run"] for r in v] for k, v in S.group_by_base(runs).items()} == \
         {"a": ["a", "a_seed2"], "b": ["b_seed1", "b"]}
+
+
+def test_seed_of_inverts_seeded_name():
+    for name, seed in (("student", 0), ("student", 2), ("lwf_T2_seed_x", 0), ("kd", 11)):
+        assert S.seed_of(S.seeded_name(name, seed)) == seed
