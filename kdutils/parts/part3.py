@@ -679,6 +679,9 @@ def _search_findings(search: Sequence[Mapping], n_test: int) -> list:
     return out
 
 
+#: The search trials' ranking column: validation top-1 after the last epoch (no test column).
+VAL_TOP1 = S.Column("val top-1 %", SEARCH_METRIC, "pct")
+
 #: Part 3's page of the report (kdutils.tools.report); its text is :func:`findings` and :data:`OPINION`.
 REPORT = S.PartSpec(
     part="part3",
@@ -689,9 +692,11 @@ REPORT = S.PartSpec(
         S.Table("A/B: teacher and students, L = (1-lambda) CE + lambda T^2 H(p_T, p_S)", "part3",
                 (S.LABEL, S.T_COL, S.LAMBDA_COL, S.PARAMS, S.FLOPS, S.TOP1, S.TOP5, S.LAST_TOP1, S.EPOCHS,
                  S.TRAIN_TIME), runs=r"^(teacher|student_|KD\d)"),
-        S.Table("C: random log-uniform (T, lambda) search, Hinton form; final students and best trials",
-                "part3_search", (S.LABEL, S.T_COL, S.LAMBDA_COL, S.TOP1, S.LAST_TOP1, S.EPOCHS, S.TRAIN_TIME),
-                order="metric", max_rows=6),
+        S.Table("C: random log-uniform (T, lambda) search, Hinton form: best trials by validation top-1",
+                "part3_search", (S.LABEL, S.T_COL, S.LAMBDA_COL, VAL_TOP1, S.EPOCHS, S.TRAIN_TIME),
+                runs=r"^(?!final_)", order="metric", max_rows=4, metric=VAL_TOP1),
+        S.Table("C: the final students, measured once on the test set", "part3_search",
+                (S.LABEL, S.T_COL, S.LAMBDA_COL, S.TOP1, S.LAST_TOP1, S.EPOCHS, S.TRAIN_TIME), runs=r"^final_"),
     ),
     figures=("part3_heatmap", "part3_search_scatter"),
     baseline=r"^student_lam0$",

@@ -252,3 +252,25 @@ def test_search_ranks_trials_on_validation_and_never_tests_them():
     text = " ".join(kd.findings(trials))
     assert "ranked on images held out from training" in text and "validation top-1" in text
 
+
+
+def test_report_ranks_search_trials_on_validation_and_tests_only_the_finals():
+    from kdutils.core import report_spec as S
+
+    def trial(i, val, test=None):  # ``test``: what a record that leaked the test set would hold
+        rec = {"run": f"trial{i}", "part": kd.SEARCH_PART, "status": "complete", "params": {"T": 2.0, "lam": 0.5},
+               "val": {"top1": val}, "epochs_done": 1}
+        return {**rec, "best": {"test_top1": test}} if test is not None else rec
+
+    trials = [trial(i, val) for i, val in enumerate([10.0, 50.0, 30.0, 40.0, 20.0, 45.0])]
+    trials[0]["best"] = {"test_top1": 99.0}  # the worst trial on validation must not rise by a test number
+    finals = [{"run": n, "part": kd.SEARCH_PART, "status": "complete", "params": {"T": 2.0, "lam": lam},
+               "best": {"test_top1": top1}, "last": {"test_top1": top1}, "epochs_done": 1}
+              for n, lam, top1 in (("final_no_kd", 0.0, 60.0), ("final_T2_lam0.5", 0.5, 62.0))]
+    search_table, final_table = [t for t in kd.REPORT.tables if t.part == kd.SEARCH_PART]
+    rows, note = S.select_rows(trials + finals, search_table, kd.REPORT)
+    assert [r["run"] for r in rows] == ["trial1", "trial5", "trial3", "trial2"]  # the 4 best by val top-1
+    assert "val top-1" in note
+    rows, _ = S.select_rows(trials + finals, final_table, kd.REPORT)
+    assert [r["run"] for r in rows] == ["final_no_kd", "final_T2_lam0.5"]
+    assert S.TOP1 not in search_table.columns and S.TOP1 in final_table.columns

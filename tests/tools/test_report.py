@@ -179,10 +179,12 @@ def test_large_tables_keep_the_baseline_and_the_best_runs():
     for i in range(14):
         fake_run("part3", f"KD{i}_T{i}_lam0.5", 55.0 + i, flops=2e7, T=i, lam=0.5)
     for i in range(9):
-        fake_run("part3_search", f"r1_{i:02d}_T{i}_lam1", 40.0 + i, T=i, lam=1.0,
-                 extra={"val": {"top1": 30.0 + i}})  # trials are ranked on held-out training images
+        fake_run("part3_search", f"r1_{i:02d}_T{i}_lam1", 48.0 - i, T=i, lam=1.0,
+                 extra={"val": {"top1": 30.0 + i}})  # ranked on held-out training images, not on a test number
+    fake_run("part3_search", "final_no_kd", 45.0, T=1, lam=0.0)
+    fake_run("part3_search", "final_T8_lam1", 47.0, T=8, lam=1.0)
     page = report.build_page("part3", PROFILE)
-    first, search = page.tables
+    first, search, finals = page.tables
     assert len(first.frame) == first.spec.max_rows == 12
     assert first.frame["run"].tolist()[:2] == ["teacher", "student_lam0"]  # creation order
     assert "KD13_T13_lam0.5" in first.frame["run"].tolist() and "KD0_T0_lam0.5" not in first.frame["run"].tolist()
@@ -190,7 +192,9 @@ def test_large_tables_keep_the_baseline_and_the_best_runs():
     assert {"T", "lambda"} <= set(first.frame.columns)
     assert first.frame["run"][first.best_row] == "KD13_T13_lam0.5"  # the teacher does not compete
     assert search.frame["run"].tolist()[0] == "r1_08_T8_lam1"  # best first
-    assert len(search.frame) == 6 and "the 6 best of 9 runs" in search.note
+    assert len(search.frame) == 4 and "the 4 best of 9 runs by val top-1" in search.note
+    assert "best top-1 %" not in search.frame.columns  # trials never see the test set
+    assert finals.frame["run"].tolist() == ["final_no_kd", "final_T8_lam1"] and finals.best_row is None
     assert search.best_row is None  # only the first table is highlighted
 
     everything = records.load_records("part3", PROFILE) + records.load_records("part3_search", PROFILE)
