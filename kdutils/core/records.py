@@ -79,6 +79,18 @@ def _jsonable(v: Any):
     return str(v)
 
 
+def cpu_model() -> str:
+    """The CPU's model name (``/proc/cpuinfo``'s "model name" on Linux, else what
+    :func:`platform.processor` knows), quoted with every wall time."""
+    name = platform.processor() or platform.machine()
+    try:
+        with open("/proc/cpuinfo") as f:
+            name = next((ln.split(":", 1)[1].strip() for ln in f if ln.startswith("model name")), name)
+    except OSError:
+        pass
+    return name or "unknown CPU"
+
+
 def environment() -> dict:
     import torch
 
@@ -90,6 +102,7 @@ def environment() -> dict:
         "python": platform.python_version(),
         "host_device": dev,
         "cpu_threads": torch.get_num_threads(),
+        "cpu_model": cpu_model(),
     }
 
 

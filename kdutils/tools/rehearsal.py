@@ -27,7 +27,6 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import platform
 import shutil
 import sys
 from concurrent.futures import ProcessPoolExecutor
@@ -193,14 +192,8 @@ def parts_table(runs):
 
 def device_line(recs: Sequence[dict]) -> str:
     """Where the numbers were measured: CPU model, GPU, torch, threads."""
-    cpu = platform.processor() or platform.machine()
-    try:
-        with open("/proc/cpuinfo") as f:
-            cpu = next((ln.split(":", 1)[1].strip() for ln in f if ln.startswith("model name")), cpu)
-    except OSError:
-        pass
     first = recs[0] if recs else {}
-    return (f"CPU {cpu} ({os.cpu_count()} cores), device {first.get('host_device', '?')}, torch "
+    return (f"CPU {first.get('cpu_model') or R.cpu_model()} ({os.cpu_count()} cores), device {first.get('host_device', '?')}, torch "
             f"{first.get('torch', '?')}, {first.get('cpu_threads', '?')} threads")
 
 

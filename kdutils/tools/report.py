@@ -136,7 +136,8 @@ def _describe_device(records: Sequence[Mapping]) -> str:
             name = str(r.get("host_device") or "GPU")
         elif dev:
             threads = r.get("cpu_threads")
-            name = f"CPU ({threads} thread{'s' if threads != 1 else ''})" if threads else "CPU"
+            model = f"CPU {r['cpu_model']}" if r.get("cpu_model") else "CPU"
+            name = f"{model} ({threads} thread{'s' if threads != 1 else ''})" if threads else model
         else:
             continue
         if name not in names:
@@ -374,15 +375,18 @@ def colab_url(notebook: str) -> str:
 
 def readme_tables(profile: Optional[str] = None, parts: Optional[Sequence[str]] = None) -> str:
     """The README's results block: per part, the key table of the last run with its profile,
-    device and data, and links to the notebooks (with Colab links)."""
+    device and data, links to the notebooks (with Colab links) and the part's findings as the
+    report prints them (margins and spreads computed from the records; not the opinion)."""
     profile = resolve_profile(profile)
     chosen = [normalize_part(p) for p in parts] if parts else list(PARTS)
     head = (f"Results of the last `make figures PROFILE={profile}` run, rendered from the records by "
             f"`python -m kdutils.tools.report --profile {profile} --readme` on {time.strftime('%Y-%m-%d')}.")
     if profile != "full":
         head += f" The {profile} profile checks the pipeline; its numbers are not the assignment's results."
-    pages = (build_page(p, profile, text=False) for p in chosen)
-    return head + "\n\n" + "\n".join(page_markdown(page, links=True, heading="###") for page in pages)
+    pages = (build_page(p, profile) for p in chosen)
+    return head + "\n\n" + "\n".join(page_markdown(page, links=True, heading="###")
+                                      + (f"\n**Findings** (computed from the records)\n\n{as_markdown(page.findings)}\n"
+                                         if page.findings else "") for page in pages)
 
 
 def update_readme(text: str, path: Path = REPO_ROOT / "README.md", start: str = README_START,

@@ -237,7 +237,7 @@ def test_readme_block(part1_records, tmp_path):
     readme.write_text(f"intro\n{report.README_START}\nold\n{report.README_END}\noutro\n")
     report.update_readme(text, readme)
     new = readme.read_text()
-    assert new.startswith("intro\n") and new.endswith("outro\n") and "old" not in new and "SE-WRN-28-8" in new
+    assert new.startswith("intro\n") and new.endswith("outro\n") and "\nold\n" not in new and "SE-WRN-28-8" in new
     readme.write_text("no markers\n")
     with pytest.raises(ValueError, match="results:start"):
         report.update_readme(text, readme)
@@ -283,6 +283,7 @@ def test_meta_line_says_what_a_reader_needs_to_trust_the_page(part1_records):
     for piece in ("profile smoke", "device CPU", "data CIFAR-100: generated images", "epochs 2",
                   "seeds not recorded", "3 run(s)", "smoke profile: not the assignment's result"):
         assert piece in page.meta, (piece, page.meta)
+    assert f"CPU {records.cpu_model()} (" in page.meta  # the CPU model beside every wall time
     assert page.setup is None  # these records carry no recipe
     for name, seed in (("SE-ResNet-18", 0), ("SE-WRN-16-8", 1)):
         entry = next(e for e in ABLATION_PATH if e["name"] == name)
@@ -444,6 +445,9 @@ def test_part2_rows_fold_the_seeds_of_a_run_on_the_page_and_in_the_readme():
     markdown = report.readme_tables(PROFILE, parts=["2"])
     assert "| **Task 3** " in markdown and "**48.0 ± 1.0**" in markdown and "| 47.0 ± 7.2 " in markdown
     assert "_seed1" not in markdown and "Rows: each run's seeds in one row, mean ± sample std." in markdown
+    findings = markdown.split("**Findings** (computed from the records)", 1)[1]
+    assert findings.strip().splitlines()[0].startswith("- ")  # the report's findings as bullets
+    assert all(f"- {line}" in findings for line in report.build_page("part2", PROFILE).findings)
 
     (entry,) = report.export_reports(PROFILE, parts=["2"], engine="matplotlib", log=None)
     text, boxes = pdf_text_and_boxes(profiles.reports_dir() / entry["pdf"])
