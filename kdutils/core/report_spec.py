@@ -277,8 +277,11 @@ def select_rows(records: Sequence[Mapping], table: Table, spec: PartSpec) -> tup
     finished = [r for r in mine if R.is_finished(r)]
     done = [_labelled(row, spec) for row in fold_seeds(finished)]
     notes = []
-    if len(finished) < len(mine):
-        notes.append(f"{len(mine) - len(finished)} unfinished run(s) left out")
+    skipped = sum(r.get("status") == "skipped" for r in mine)
+    if skipped:
+        notes.append(f"{skipped} skipped run(s) left out (their notebook says why)")
+    if len(finished) + skipped < len(mine):
+        notes.append(f"{len(mine) - len(finished) - skipped} unfinished run(s) left out")
 
     def rank(r):  # best metric first, missing metric last
         m = row_metric(r, metric)

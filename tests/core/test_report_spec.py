@@ -26,6 +26,8 @@ def test_rows_are_finished_runs_labelled_by_the_spec_and_the_best_contender_is_h
     assert [r["label"] for r in shown] == ["TEACHER", "BASE", "KD1"]  # the baseline kept, then the best
     assert note == "1 unfinished run(s) left out; the baseline and the best of 4 runs by best top-1 %"
     assert S.best_row(shown, spec) == 2  # the teacher does not compete
+    _, note = S.select_rows(rows + [rec("kd4", None, "skipped")], S.Table("t", "part9", (S.LABEL,)), spec)
+    assert note == "1 skipped run(s) left out (their notebook says why); 1 unfinished run(s) left out"
     assert S.best_row([rec("x", None)], spec) is None
 
 
